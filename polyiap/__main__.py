@@ -1,0 +1,3 @@
+from polyiap.cli.app import main
+
+main()

@@ -1,0 +1,77 @@
+"""The interface every backbone adapter provides."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TextConditioning:
+    """Text conditioning for the denoiser.
+
+    Args:
+        sequence: token states, shape (B, L, context_dim).
+        pooled: pooled text embedding (B, pooled_dim) for families that use one.
+        mask: (B, L) attention mask for families whose cross-attention reads one.
+    """
+
+    sequence: torch.Tensor
+    pooled: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TextConditioning":
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        return TextConditioning(move(self.sequence), move(self.pooled), move(self.mask))
+
+
+class Backbone(ABC):
+    """A frozen English text-to-image model that the student is transferred into."""
+
+    family: str = ""
+    source: Path
+    context_dim: int
+    pooled_dim: int | None = None
+    max_length: int
+    resolution: int
+    vae_scaling_factor: float
+
+    @classmethod
+    @abstractmethod
+    def load(cls, source: str | None, revision: str | None = None) -> "Backbone":
+        """Load the model from a local folder or hub id, frozen and in eval mode."""
+
+    @abstractmethod
+    def encode_teacher(self, captions: list[str]) -> TextConditioning:
+        """Encode English captions with the backbone's own text encoder."""
+
+    @abstractmethod
+    def cross_attention_layers(self) -> dict[str, nn.Module]:
+        """Return the attention modules whose keys and values come from text, by module name."""
+
+    @abstractmethod
+    def denoise(self, z_t: torch.Tensor, t: torch.Tensor, conditioning: TextConditioning) -> torch.Tensor:
+        """Run one denoiser forward pass and return its prediction."""
+
+    @abstractmethod
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return scaled VAE latents of images in [-1, 1], shape (B, 3, H, W)."""
+
+    @abstractmethod
+    def denoiser(self) -> nn.Module:
+        """Return the denoising network (the module the pivot processors are installed in)."""
+
+    @abstractmethod
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        """Return every frozen module by name (used to check that training leaves them unchanged)."""
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Backbone":
+        for module in self.frozen_modules().values():
+            module.to(device=device, dtype=dtype)
+        return self

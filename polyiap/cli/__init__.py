@@ -1,0 +1,1 @@
+"""Command-line entry points; they parse, call the library and render results."""

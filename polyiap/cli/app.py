@@ -1,0 +1,43 @@
+"""The ``polyiap`` command: wires the command groups together."""
+
+import logging
+import os
+
+import typer
+from rich.logging import RichHandler
+
+from polyiap.cli import packs, recipes
+from polyiap.cli.transfer import transfer_command
+
+app = typer.Typer(help="Transfer an English text-to-image model to another language (images as pivots).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(packs.app, name="packs")
+app.add_typer(recipes.app, name="recipes")
+app.command("transfer")(transfer_command)
+
+
+@app.callback()
+def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages")) -> None:
+    level = logging.DEBUG if verbose or os.environ.get("POLYIAP_DEBUG") else logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+    logging.getLogger("polyiap").setLevel(level)
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Hide third-party progress bars and advisory warnings; polyiap renders its own progress."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,7 @@
+"""The IAP core: cross-attention capture processors and the training objectives."""
+
+from polyiap.pivot.losses import LOSSES, DenoiseLoss, LossInputs, Objective, PivotLoss, pivot_loss
+from polyiap.pivot.processors import PivotAttnProcessor, PivotContext, attend, pivot_processors
+
+__all__ = ["LOSSES", "DenoiseLoss", "LossInputs", "Objective", "PivotAttnProcessor", "PivotContext", "PivotLoss",
+           "attend", "pivot_loss", "pivot_processors"]

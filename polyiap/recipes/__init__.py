@@ -1,0 +1,52 @@
+"""Recipes: what to train (backbone, student, data, loss, schedule), from ``recipes/*.yaml``."""
+
+from pathlib import Path
+
+from polyiap.assets import asset_dir
+from polyiap.config import apply_overrides, read_yaml, validate
+from polyiap.errors import ConfigError
+from polyiap.recipes.schema import Recipe
+
+__all__ = ["Recipe", "load_recipe", "list_recipes", "recipe_path"]
+
+
+def recipes_dir() -> Path:
+    return asset_dir("recipes")
+
+
+def list_recipes() -> list[str]:
+    """Return the names of the shipped recipes (files starting with ``_`` are shared bases)."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml") if not p.name.startswith("_"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """Return the file of a shipped recipe name, or ``name_or_path`` itself when it names a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    path = recipes_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(name_or_path, "recipe", f"no recipe {name_or_path!r}",
+                          f"use one of: {', '.join(list_recipes())}, or pass the path of a recipe file")
+    return path
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = (), data: str | None = None) -> Recipe:
+    """Load a recipe, apply ``--set`` overrides and ``--data``, and make data paths absolute.
+
+    A relative ``data.source`` in the file is relative to the recipe file; one given with ``--data`` or
+    ``--set`` is relative to the working directory.
+    """
+    path = recipe_path(name_or_path)
+    raw = read_yaml(path)
+    file_source = (raw.get("data") or {}).get("source")
+    raw = apply_overrides(raw, list(overrides), str(path))
+    if data is not None:
+        raw = apply_overrides(raw, [f"data.source={data}"], str(path))
+    recipe = validate(Recipe, raw, str(path))
+
+    source = recipe.data.source
+    if source is not None:
+        base = path.parent if source == file_source and data is None else Path.cwd()
+        recipe.data.source = str((base / source).resolve()) if "://" not in source else source
+    return recipe

@@ -1,0 +1,104 @@
+"""Schema of a training recipe (``recipes/<name>.yaml``): what to train and how."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from polyiap.config import StrictModel
+
+
+class BackboneConfig(StrictModel):
+    """The frozen English model."""
+
+    family: str = Field("sd1", description="backbone family, see `polyiap backbones list`")
+    source: str | None = Field(None, description="local diffusers folder or hub id; unused by `tiny`")
+    revision: str | None = None
+
+
+class StudentConfig(StrictModel):
+    """The new text encoder that is trained."""
+
+    init: str = Field("tiny", description="local folder or hub id of a transformers encoder, or `tiny`")
+    kind: str = Field("auto", description="encoder loader, see `polyiap encoders list`; auto picks by model type")
+    max_length: int | None = Field(None, gt=1, description="tokens per caption; default: the language pack's")
+    attention_mask: bool = Field(True, description="pass the padding mask to the student encoder")
+    random_init: bool = Field(False, description="keep the architecture of `init` but start from random weights")
+    tiny_hidden_size: int = Field(64, gt=0)
+    tiny_layers: int = Field(2, gt=0)
+
+
+class DataConfig(StrictModel):
+    """Where the (image, English caption, target caption) triplets are."""
+
+    source: str | None = Field(None, description="triplet file (JSONL or CSV); relative to the recipe file")
+    format: Literal["auto", "jsonl", "csv"] = "auto"
+    image_field: str = "image"
+    english_field: str = "en"
+    target_field: str | None = Field(None, description="column of the target caption; default: the language code")
+    resolution: int | None = Field(None, gt=0, description="image side in pixels; default: the backbone's")
+    heldout_images: float = Field(0.1, ge=0, description="share (< 1) or count (>= 1) of images held out")
+    empty_prompt_rate: float = Field(0.1, ge=0, le=1, description="share of samples trained as empty prompts")
+
+
+class LossConfig(StrictModel):
+    """The training objective."""
+
+    name: str = Field("pivot", description="`pivot` (IAP) or `denoise` (the plain-loss baseline)")
+    compare: Literal["pre_out", "post_out"] = "pre_out"
+
+
+class TrainConfig(StrictModel):
+    """Optimisation and bookkeeping."""
+
+    max_steps: int = Field(1000, gt=0, description="optimizer steps")
+    batch_size: int = Field(32, gt=0, description="samples per optimizer step over all processes")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float | None = 1.0
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant_with_warmup"
+    warmup_steps: int = Field(0, ge=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+    num_workers: int = Field(0, ge=0, description="data loader worker processes")
+    log_every: int = Field(10, gt=0)
+    eval_every: int = Field(100, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    checkpoints_total_limit: int | None = Field(3, gt=0)
+
+
+class SamplesConfig(StrictModel):
+    """Progress samples; the sampler settings depend on the backbone, so they live in the recipe."""
+
+    every: int = Field(0, ge=0, description="steps between sample grids; 0 writes one grid at the end only")
+    scheduler: Literal["pndm", "ddim", "euler", "dpm++"] = "pndm"
+    steps: int = Field(50, gt=0)
+    guidance: float = Field(7.5, ge=0)
+    unconditional: Literal["student", "teacher"] = Field(
+        "student", description="where the classifier-free guidance embedding comes from")
+    num_prompts: int = Field(4, ge=0)
+    seed: int = 0
+
+
+class Recipe(StrictModel):
+    """A complete training recipe."""
+
+    name: str
+    description: str = ""
+    backbone: BackboneConfig = BackboneConfig()
+    student: StudentConfig = StudentConfig()
+    data: DataConfig = DataConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    samples: SamplesConfig = SamplesConfig()
+
+    @model_validator(mode="after")
+    def _check_uncond(self) -> "Recipe":
+        if self.samples.unconditional == "student" and self.data.empty_prompt_rate == 0:
+            raise ValueError("samples.unconditional is `student` but data.empty_prompt_rate is 0, so the student "
+                             "never learns the empty prompt; set data.empty_prompt_rate > 0 or "
+                             "samples.unconditional: teacher")
+        return self

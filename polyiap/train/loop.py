@@ -1,0 +1,303 @@
+"""The training loop: one function that runs unchanged on a CPU, one GPU or N GPUs via Accelerate.
+
+    polyiap transfer --lang zh --recipe demo --output runs/demo
+    accelerate launch --num_processes 8 -m polyiap transfer --lang zh --data triplets.jsonl --output runs/zh
+
+Randomness is derived from (seed, micro-batch index, process) at every micro-batch, and the data order
+from (seed, epoch), so a run resumed from a checkpoint continues exactly where it stopped.
+"""
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from polyiap.backbones import TextConditioning
+from polyiap.data import TripletDataset
+from polyiap.encoders import StudentEncoder
+from polyiap.packs import LanguagePack
+from polyiap.pivot import LOSSES, LossInputs, PivotContext, pivot_processors
+from polyiap.recipes import Recipe
+from polyiap.train.heldout import HeldOutSet, mean_teacher_embedding
+from polyiap.train.plots import plot_losses
+from polyiap.train.progress import ProgressCallback, SilentProgress
+from polyiap.train.run_folder import STATE_FILE, RunFolder, replace_dir, restore_rng_state, rng_state
+from polyiap.train.samples import sample_grid, save_png
+from polyiap.train.setup import (environment, load_inputs, make_optimizer, make_student, micro_batch_size)
+
+logger = logging.getLogger(__name__)
+
+MEAN_EMBEDDING_CAPTIONS = 4096  # captions averaged for the mean-embedding baseline
+
+
+@dataclass
+class Position:
+    """Where the run is: optimizer steps done and the next micro-batch of the current epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    micro_batches: int = 0
+
+
+def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | None = None,
+             progress: ProgressCallback | None = None, command: list[str] | None = None) -> Path:
+    """Train a student for ``pack``'s language as ``recipe`` says and return the final student folder."""
+    from accelerate import Accelerator
+
+    progress = progress or SilentProgress()
+    run = RunFolder(output)
+    accelerator = Accelerator(gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
+                              mixed_precision=recipe.train.mixed_precision)
+    checkpoint = run.find_checkpoint(resume) if resume else None
+    config = _resolved_config(recipe, pack, command)
+    if checkpoint is not None:
+        _check_same_config(run, config)
+    micro_batch = micro_batch_size(recipe, accelerator.num_processes)
+
+    inputs = load_inputs(recipe, pack)
+    if checkpoint is None and accelerator.is_main_process:
+        run.prepare_new()
+        run.write_config(config)
+    accelerator.wait_for_everyone()
+
+    student = StudentEncoder.load(checkpoint / "student") if checkpoint else make_student(recipe, pack, inputs)
+    optimizer, lr_scheduler = make_optimizer(recipe, student)
+    position = Position()
+    if checkpoint is not None:
+        position = _load_checkpoint(checkpoint, optimizer, lr_scheduler, accelerator.process_index)
+        progress.on_message(f"resumed from {checkpoint} at step {position.step}")
+    student, optimizer, lr_scheduler = accelerator.prepare(student, optimizer, lr_scheduler)
+    backbone = inputs.backbone.to(accelerator.device)
+
+    context = PivotContext(compare=recipe.loss.compare)
+    with pivot_processors(backbone.cross_attention_layers(), context):
+        loop = _Loop(recipe, pack, run, accelerator, backbone, student, optimizer, lr_scheduler, context,
+                     inputs, micro_batch, progress)
+        loop.run(position)
+    return run.student_dir
+
+
+def _resolved_config(recipe: Recipe, pack: LanguagePack, command: list[str] | None) -> dict:
+    return {"language": pack.code, "recipe": recipe.model_dump(), "command": command or [],
+            "environment": environment()}
+
+
+def _check_same_config(run: RunFolder, config: dict) -> None:
+    from polyiap.errors import PolyiapError
+
+    saved = run.read_config()
+    for section in ("language", "recipe"):
+        old, new = dict(saved.get(section) or {}) if section == "recipe" else saved.get(section), config[section]
+        if section == "recipe":
+            old_train, new_train = dict(old.get("train", {})), dict(new["train"])
+            old_train.pop("max_steps", None), new_train.pop("max_steps", None)
+            old, new = {**old, "train": old_train}, {**new, "train": new_train}
+        if old != new:
+            raise PolyiapError(f"--resume: the {section} differs from the one in {run.config_file}; resume with "
+                               "the same --lang, --recipe, --set and --data (only train.max_steps may change)")
+
+
+def _load_checkpoint(folder: Path, optimizer, lr_scheduler, process_index: int) -> Position:
+    import json
+
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    lr_scheduler.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=False))
+    rng_file = folder / f"rng-{process_index}.pt"
+    if rng_file.exists():
+        restore_rng_state(torch.load(rng_file, weights_only=False))
+    return Position(**json.loads((folder / STATE_FILE).read_text()))
+
+
+class _Loop:
+    """The state of one training run between steps."""
+
+    def __init__(self, recipe: Recipe, pack: LanguagePack, run: RunFolder, accelerator, backbone, student,
+                 optimizer, lr_scheduler, context: PivotContext, inputs, micro_batch: int,
+                 progress: ProgressCallback):
+        self.recipe, self.pack, self.folder, self.accelerator = recipe, pack, run, accelerator
+        self.backbone, self.student, self.optimizer, self.lr_scheduler = backbone, student, optimizer, lr_scheduler
+        self.context, self.micro_batch, self.progress = context, micro_batch, progress
+        self.train_set = TripletDataset(inputs.train, inputs.resolution)
+        self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
+        self.noise_scheduler = backbone.noise_scheduler()
+        self.heldout = HeldOutSet(inputs.heldout, backbone, inputs.resolution, recipe.train.seed + 1,
+                                  batch_size=max(micro_batch, 8)) if inputs.heldout else None
+        captions = [t.english for t in inputs.train[:MEAN_EMBEDDING_CAPTIONS]]
+        self.mean_embedding = mean_teacher_embedding(backbone, captions) if self.heldout else None
+        self.window: list[float] = []
+        self.window_start = time.perf_counter()
+
+    def run(self, position: Position) -> None:
+        recipe, accelerator = self.recipe, self.accelerator
+        if accelerator.is_main_process:
+            self.folder.truncate_metrics(position.step)
+        self.progress.on_start(recipe.train.max_steps, position.step)
+        if position.step == 0:
+            self._evaluate(0)
+        self.student.train()
+
+        while position.step < recipe.train.max_steps:
+            for batch in self._epoch_batches(position):
+                if self._train_micro_batch(batch, position):
+                    self._after_step(position)
+                if position.step >= recipe.train.max_steps:
+                    break
+            else:
+                position.epoch, position.batch_in_epoch = position.epoch + 1, 0
+
+        self._finish(position)
+        self.progress.on_end()
+
+    def _epoch_batches(self, position: Position):
+        """Yield the rest of the current epoch's micro-batches for this process."""
+        seed = self.recipe.train.seed
+        order = np.random.default_rng([seed, position.epoch]).permutation(len(self.train_set))
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        per_process = len(order) // world // self.micro_batch * self.micro_batch
+        mine = order[rank::world][:per_process]
+        start = position.batch_in_epoch * self.micro_batch
+        loader = DataLoader(Subset(self.train_set, mine[start:].tolist()), batch_size=self.micro_batch,
+                            num_workers=self.recipe.train.num_workers, pin_memory=torch.cuda.is_available(),
+                            drop_last=True, persistent_workers=False)
+        yield from loader
+
+    def _train_micro_batch(self, batch: dict, position: Position) -> bool:
+        """Run one forward/backward pass; return True when it completed an optimizer step."""
+        accelerator = self.accelerator
+        seed = [self.recipe.train.seed, position.micro_batches, accelerator.process_index]
+        torch.manual_seed(int(np.random.default_rng(seed).integers(2**62)))
+        generator = torch.Generator().manual_seed(int(np.random.default_rng(seed + [1]).integers(2**62)))
+        position.micro_batches += 1
+        position.batch_in_epoch += 1
+
+        with accelerator.accumulate(self.student), accelerator.autocast():
+            inputs = self._loss_inputs(batch, generator)
+            loss = self.objective(inputs)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.recipe.train.max_grad_norm:
+                accelerator.clip_grad_norm_(self.student.parameters(), self.recipe.train.max_grad_norm)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.window.append(loss.detach().item())
+        return accelerator.sync_gradients
+
+    def _loss_inputs(self, batch: dict, generator: torch.Generator) -> LossInputs:
+        device = self.accelerator.device
+        english, target = list(batch["english"]), list(batch["target"])
+        empty = torch.rand(len(english), generator=generator) < self.recipe.data.empty_prompt_rate
+        for index in torch.nonzero(empty).flatten().tolist():
+            english[index] = target[index] = ""
+
+        latents = self.backbone.encode_images(batch["pixels"].to(device), generator=_on(generator, device))
+        noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(english),),
+                                  generator=generator).to(device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        student = self.accelerator.unwrap_model(self.student)
+        tokens = {k: v.to(device) for k, v in student.tokenize(target).items()}
+        states = self.student(**tokens)
+        return LossInputs(latents, noise, timesteps, noisy, self.backbone.encode_teacher(english),
+                          TextConditioning(states))
+
+    def _after_step(self, position: Position) -> None:
+        position.step += 1
+        step, train = position.step, self.recipe.train
+        record = {}
+        if step % train.log_every == 0 or step == train.max_steps:
+            record = self._train_metrics()
+        if step % train.eval_every == 0 or step == train.max_steps:
+            record.update(self._heldout_metrics())
+        if record and self.accelerator.is_main_process:
+            self.folder.append_metrics({"step": step, **record})
+            if "heldout_pivot_loss" in record:
+                plot_losses(self.folder.read_metrics(), self.folder.root / "loss.png")
+        self.progress.on_step(step, record)
+        if step % train.checkpoint_every == 0 or step == train.max_steps:
+            self._save_checkpoint(position)
+        if self.recipe.samples.every and step % self.recipe.samples.every == 0:
+            self._write_samples(step)
+
+    def _train_metrics(self) -> dict:
+        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+        losses = self.accelerator.gather_for_metrics(torch.tensor(self.window, device=self.accelerator.device))
+        record = {"train_loss": float(losses.mean()), "lr": self.lr_scheduler.get_last_lr()[0],
+                  "samples_per_s": len(losses) * self.micro_batch / elapsed}
+        self.window, self.window_start = [], time.perf_counter()
+        return record
+
+    def _heldout_metrics(self) -> dict:
+        if self.heldout is None:
+            return {}
+        student = self.accelerator.unwrap_model(self.student)
+        return {"heldout_pivot_loss": self.heldout.loss(self.context, student),
+                "heldout_mean_embedding_loss": self.heldout.constant_embedding_loss(self.context,
+                                                                                    self.mean_embedding)}
+
+    def _evaluate(self, step: int) -> None:
+        record = self._heldout_metrics()
+        if record and self.accelerator.is_main_process:
+            self.folder.append_metrics({"step": step, **record})
+        self.progress.on_step(step, record)
+
+    def _save_checkpoint(self, position: Position) -> None:
+        """Write ``checkpoints/step-N`` atomically, then prune to ``checkpoints_total_limit``."""
+        import json
+
+        accelerator = self.accelerator
+        final = self.folder.checkpoints / f"step-{position.step:07d}"
+        staging = self.folder.checkpoints / f".staging-step-{position.step:07d}"
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            self.accelerator.unwrap_model(self.student).save(staging / "student")
+            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(self.lr_scheduler.state_dict(), staging / "lr_scheduler.pt")
+        accelerator.wait_for_everyone()
+        torch.save(rng_state(), staging / f"rng-{accelerator.process_index}.pt")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (staging / STATE_FILE).write_text(json.dumps(position.__dict__) + "\n")
+            replace_dir(staging, final)
+            self._prune_checkpoints()
+        accelerator.wait_for_everyone()
+
+    def _prune_checkpoints(self) -> None:
+        limit = self.recipe.train.checkpoints_total_limit
+        if limit is None:
+            return
+        for old in self.folder.checkpoint_dirs()[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _write_samples(self, step: int) -> None:
+        samples = self.recipe.samples
+        prompts = self.pack.sample_prompts[:samples.num_prompts]
+        if not prompts or not self.accelerator.is_main_process or not hasattr(self.backbone, "pipeline"):
+            return
+        student = self.accelerator.unwrap_model(self.student)
+        grid = sample_grid(self.backbone, student, prompts, samples.scheduler, samples.steps, samples.guidance,
+                           samples.unconditional, samples.seed)
+        save_png(grid, self.folder.samples_dir / f"step-{step:07d}.png")
+
+    def _finish(self, position: Position) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".student-", dir=self.folder.root))
+        self.accelerator.unwrap_model(self.student).save(staging)
+        replace_dir(staging, self.folder.student_dir)
+        if self.recipe.samples.num_prompts and not self.recipe.samples.every:
+            self._write_samples(position.step)
+        plot_losses(self.folder.read_metrics(), self.folder.root / "loss.png")
+        logger.info("student written to %s", self.folder.student_dir)
+
+
+def _on(generator: torch.Generator, device: torch.device) -> torch.Generator | None:
+    """The CPU generator when the device is the CPU; VAE sampling on a GPU then uses the global RNG."""
+    return generator if torch.device(device).type == "cpu" else None

@@ -1,0 +1,44 @@
+"""Progress samples: a grid of images generated from the language pack's sample prompts."""
+
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from polyiap.backbones.base import Backbone
+from polyiap.encoders import StudentEncoder
+
+
+@torch.no_grad()
+def sample_grid(backbone: Backbone, student: StudentEncoder, prompts: list[str], scheduler: str, steps: int,
+                guidance: float, unconditional: str, seed: int) -> Image.Image:
+    """Generate one image per prompt with the student's embeddings and return them side by side."""
+    pipeline = backbone.pipeline(scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    was_training = student.training
+    student.eval()
+    try:
+        prompt_embeds = student.encode(prompts).sequence
+        if unconditional == "student":
+            negative = student.encode([""] * len(prompts)).sequence
+        else:
+            negative = backbone.encode_teacher([""] * len(prompts)).sequence
+        generator = torch.Generator().manual_seed(seed)
+        images = pipeline(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, num_inference_steps=steps,
+                          guidance_scale=guidance, generator=generator, height=backbone.resolution,
+                          width=backbone.resolution).images
+    finally:
+        student.train(was_training)
+    width, height = images[0].size
+    grid = Image.new("RGB", (width * len(images), height))
+    for index, image in enumerate(images):
+        grid.paste(image, (index * width, 0))
+    return grid
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    image.save(temporary)
+    os.replace(temporary, path)

@@ -1,0 +1,93 @@
+"""Everything a run needs before its first step: models, data, held-out set, optimizer."""
+
+import logging
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+from polyiap import __version__
+from polyiap.backbones import Backbone, load_backbone
+from polyiap.data import Triplet, TripletFields, read_triplets, split_by_image
+from polyiap.encoders import (StudentEncoder, build_student, check_student, check_unconditional,
+                              resolve_student_source)
+from polyiap.errors import ConfigError, DataError
+from polyiap.packs import LanguagePack, normalize_text
+from polyiap.recipes import Recipe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunInputs:
+    backbone: Backbone
+    train: list[Triplet]
+    heldout: list[Triplet]
+    resolution: int
+    max_length: int
+
+
+def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
+    """Load the backbone and the data, failing fast on missing models before reading any data."""
+    # Resolving the student first makes a missing model fail within seconds, before the backbone loads.
+    resolve_student_source(recipe.student)
+    backbone = load_backbone(recipe.backbone.family, recipe.backbone.source, recipe.backbone.revision)
+    max_length = recipe.student.max_length or pack.max_length
+    check_unconditional(max_length, backbone.max_length, recipe.samples.unconditional)
+
+    if recipe.data.source is None:
+        raise DataError(f"recipe {recipe.name!r} names no training data (data.source is empty); pass --data PATH "
+                        "with a JSONL or CSV triplet file")
+    fields = TripletFields(recipe.data.image_field, recipe.data.english_field,
+                           recipe.data.target_field or pack.code)
+    triplets, _ = read_triplets(recipe.data.source, fields, recipe.data.format,
+                                lambda text: normalize_text(text, pack.normalization))
+    train, heldout = split_by_image(triplets, recipe.data.heldout_images, recipe.train.seed)
+    logger.info("%d training and %d held-out triplets (%d held-out images)", len(train), len(heldout),
+                len({t.image for t in heldout}))
+    return RunInputs(backbone, train, heldout, recipe.data.resolution or backbone.resolution, max_length)
+
+
+def micro_batch_size(recipe: Recipe, num_processes: int) -> int:
+    """Samples per process per forward pass; the recipe's batch is global and must divide evenly."""
+    train = recipe.train
+    divisor = num_processes * train.gradient_accumulation_steps
+    if train.batch_size % divisor:
+        raise ConfigError("recipe", "train.batch_size",
+                          f"{train.batch_size} is not divisible by processes x gradient_accumulation_steps "
+                          f"({num_processes} x {train.gradient_accumulation_steps})",
+                          f"use a multiple of {divisor}")
+    return train.batch_size // divisor
+
+
+def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> StudentEncoder:
+    metadata = {"language": pack.code, "normalization": pack.normalization.model_dump(),
+                "unconditional": recipe.samples.unconditional, "backbone_family": recipe.backbone.family}
+    student = build_student(recipe.student, inputs.max_length, inputs.backbone.context_dim,
+                            [t.target for t in inputs.train], recipe.train.seed, metadata)
+    check_student(student, inputs.backbone.context_dim)
+    return student
+
+
+def make_optimizer(recipe: Recipe, student: StudentEncoder):
+    from diffusers.optimization import get_scheduler
+
+    train = recipe.train
+    optimizer = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=train.lr, weight_decay=train.weight_decay,
+        betas=(train.adam_beta1, train.adam_beta2), eps=train.adam_epsilon)
+    scheduler = get_scheduler(train.lr_scheduler, optimizer, num_warmup_steps=train.warmup_steps,
+                              num_training_steps=train.max_steps)
+    return optimizer, scheduler
+
+
+def environment() -> dict:
+    """Versions recorded in ``config.yaml`` so a run can be reproduced."""
+    packages = {}
+    for name in ("torch", "diffusers", "transformers", "accelerate", "tokenizers"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"polyiap": __version__, "python": platform.python_version(), **packages}
