@@ -12,7 +12,8 @@ from polyiap.backbones import Backbone, load_backbone
 from polyiap.data import Triplet, TripletFields, read_triplets, split_by_image
 from polyiap.encoders import (StudentEncoder, build_student, check_student, check_unconditional,
                               resolve_student_source)
-from polyiap.errors import ConfigError, DataError
+from polyiap.errors import ConfigError, DataError, ModelNotAvailableError
+from polyiap.hub import resolve_model_source
 from polyiap.packs import LanguagePack, normalize_text
 from polyiap.recipes import Recipe
 
@@ -30,8 +31,7 @@ class RunInputs:
 
 def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
     """Load the backbone and the data, failing fast on missing models before reading any data."""
-    # Resolving the student first makes a missing model fail within seconds, before the backbone loads.
-    resolve_student_source(recipe.student)
+    check_models_available(recipe)
     backbone = load_backbone(recipe.backbone.family, recipe.backbone.source, recipe.backbone.revision)
     max_length = recipe.student.max_length or pack.max_length
     check_unconditional(max_length, backbone.max_length, recipe.samples.unconditional)
@@ -47,6 +47,22 @@ def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
     logger.info("%d training and %d held-out triplets (%d held-out images)", len(train), len(heldout),
                 len({t.image for t in heldout}))
     return RunInputs(backbone, train, heldout, recipe.data.resolution or backbone.resolution, max_length)
+
+
+def check_models_available(recipe: Recipe) -> None:
+    """Resolve every model the recipe names before loading any, and report all that are missing at once."""
+    checks = [lambda: resolve_student_source(recipe.student)]
+    if recipe.backbone.family != "tiny" and recipe.backbone.source:
+        checks.insert(0, lambda: resolve_model_source(recipe.backbone.source, "backbone", "backbone.source",
+                                                      recipe.backbone.revision))
+    missing = []
+    for check in checks:
+        try:
+            check()
+        except ModelNotAvailableError as error:
+            missing.append(str(error))
+    if missing:
+        raise ModelNotAvailableError("; ".join(missing))
 
 
 def micro_batch_size(recipe: Recipe, num_processes: int) -> int:
