@@ -1,9 +1,8 @@
 """Real tokenizers trained offline on caption text, for tiny models (no vocabulary download).
 
-`train_clip_bpe` builds a CLIP-style byte-level BPE (``</w>`` word ends, ``<|startoftext|>`` and
-``<|endoftext|>``) that loads as a transformers ``CLIPTokenizer``; `train_wordpiece` builds a BERT
-WordPiece vocabulary, which for Chinese and Japanese is character level because BERT's pre-tokenizer
-splits CJK characters.
+`train_clip_bpe` builds a CLIP-style byte-level BPE that loads as a transformers ``CLIPTokenizer``.
+`train_wordpiece` builds a BERT WordPiece vocabulary. For Chinese and Japanese it is character level,
+because BERT's pre-tokenizer splits CJK characters.
 """
 
 import json

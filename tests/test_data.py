@@ -62,7 +62,8 @@ def test_load_image_square_in_range():
     image = DEMO_TRIPLETS.parent / json.loads(DEMO_TRIPLETS.read_text().splitlines()[0])["image"]
     pixels = load_image(image, 64)
     assert pixels.shape == (3, 64, 64)
-    assert pixels.min() >= -1 and pixels.max() <= 1
+    assert pixels.min() >= -1
+    assert pixels.max() <= 1
     assert pixels.dtype == torch.float32
 
 

@@ -104,7 +104,7 @@ def split_by_image(triplets: list[Triplet], heldout: float, seed: int) -> tuple[
     images = sorted({t.image for t in triplets})
     count = int(round(heldout * len(images))) if heldout < 1 else int(heldout)
     if count >= len(images):
-        raise DataError(f"data.heldout_images={heldout} holds out {count} of {len(images)} images, leaving none "
+        raise DataError(f"data.heldout_images={heldout} sets aside {count} of {len(images)} images, leaving none "
                         "to train on; lower it")
     order = np.random.default_rng(seed).permutation(len(images))
     heldout_images = {images[i] for i in order[:count]}

@@ -39,7 +39,7 @@ def check_student(student: StudentEncoder, context_dim: int) -> None:
 
 
 def check_unconditional(student_length: int, teacher_length: int, unconditional: str) -> None:
-    """A teacher-made unconditional embedding only mixes with student embeddings of the same length."""
+    """Raise when a teacher-made unconditional embedding cannot be mixed with student embeddings of another length."""
     if unconditional == "teacher" and student_length != teacher_length:
         raise IncompatibleModelsError(
             f"samples.unconditional is `teacher` but the student pads to {student_length} tokens and the teacher "

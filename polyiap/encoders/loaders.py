@@ -26,7 +26,7 @@ def resolve_kind(kind: str, folder: Path) -> str:
 
 @ENCODERS.register("bert-like")
 def load_auto_encoder(folder: Path, random_init: bool) -> nn.Module:
-    """BERT, RoBERTa, XLM-R and other encoders that ``AutoModel`` loads as the bare encoder."""
+    """Load BERT, RoBERTa, XLM-R and other encoders that ``AutoModel`` returns as the bare encoder."""
     from transformers import AutoConfig, AutoModel
 
     if random_init:
@@ -43,7 +43,7 @@ def _has_pooler_arg(folder: Path) -> bool:
 
 @ENCODERS.register("t5-encoder")
 def load_t5_encoder(folder: Path, random_init: bool) -> nn.Module:
-    """The encoder half of a T5 / mT5 checkpoint."""
+    """Load the encoder half of a T5 / mT5 checkpoint."""
     from transformers import T5Config, T5EncoderModel
 
     if random_init:
@@ -53,7 +53,7 @@ def load_t5_encoder(folder: Path, random_init: bool) -> nn.Module:
 
 @ENCODERS.register("clip-text")
 def load_clip_text(folder: Path, random_init: bool) -> nn.Module:
-    """The text tower of a CLIP checkpoint."""
+    """Load the text tower of a CLIP checkpoint."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if random_init:
@@ -63,5 +63,5 @@ def load_clip_text(folder: Path, random_init: bool) -> nn.Module:
 
 @ENCODERS.register("auto")
 def load_by_model_type(folder: Path, random_init: bool) -> nn.Module:
-    """Pick the loader from the checkpoint's model type."""
+    """Load with the loader that the checkpoint's model type selects."""
     return ENCODERS.get(resolve_kind("auto", folder))(folder, random_init)

@@ -1,4 +1,4 @@
-"""Training objectives: the IAP pivot loss and the plain denoising loss (the paper's ablation baseline)."""
+"""Training objectives: the IAP pivot loss and the plain denoising loss (the ablation baseline of Hu et al. 2023)."""
 
 from dataclasses import dataclass
 
@@ -12,7 +12,7 @@ from polyiap.registry import Registry
 
 @dataclass
 class LossInputs:
-    """One batch as every objective sees it.
+    """One batch of objective inputs.
 
     Args:
         latents: clean VAE latents z_0, (B, C, h, w).
@@ -49,7 +49,7 @@ LOSSES: Registry[type[Objective]] = Registry("loss", base=Objective)
 class PivotLoss(Objective):
     """Sum over cross-attention layers of the MSE between teacher and student attention outputs.
 
-    The denoiser runs once, conditioned on the teacher and without gradients; the processors add the
+    The denoiser runs once, conditioned on the teacher and without gradients. The processors add the
     student branch from the same detached queries, so gradients reach the student only through the
     frozen key and value projections.
     """

@@ -1,7 +1,7 @@
 """Cross-attention processors that compute the pivot comparison inside one frozen denoiser pass.
 
 Each processor computes its layer's attention exactly as diffusers' SDPA processor does (so the
-denoiser's output is unchanged), and, when the shared `PivotContext` holds student states, also
+denoiser's output is unchanged), and, when the shared `PivotContext` contains student states, also
 attends from the same queries, detached, to the student's keys and values:
 
     Q = W_Q phi(z_t)                        (shared, no gradient)

@@ -28,7 +28,7 @@ class StudentConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the (image, English caption, target caption) triplets are."""
+    """Location and columns of the (image, English caption, target caption) triplets."""
 
     source: str | None = Field(None, description="triplet file (JSONL or CSV); relative to the recipe file")
     format: Literal["auto", "jsonl", "csv"] = "auto"

@@ -38,7 +38,7 @@ MEAN_EMBEDDING_CAPTIONS = 4096  # captions averaged for the mean-embedding basel
 
 @dataclass
 class Position:
-    """Where the run is: optimizer steps done and the next micro-batch of the current epoch."""
+    """Training position: optimizer steps done and the next micro-batch of the current epoch."""
 
     step: int = 0
     epoch: int = 0
@@ -48,7 +48,7 @@ class Position:
 
 def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | None = None,
              progress: ProgressCallback | None = None, command: list[str] | None = None) -> Path:
-    """Train a student for ``pack``'s language as ``recipe`` says and return the final student folder."""
+    """Train a student for ``pack``'s language as configured by ``recipe`` and return the final student folder."""
     from accelerate import Accelerator
 
     progress = progress or SilentProgress()

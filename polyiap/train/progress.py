@@ -1,4 +1,4 @@
-"""How the training loop reports progress; the command line renders it, the library never prints."""
+"""Progress reporting from the training loop: the command line renders it, and the library never prints."""
 
 from typing import Protocol
 

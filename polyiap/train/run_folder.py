@@ -35,9 +35,9 @@ class RunFolder:
         self.samples_dir = self.root / "samples"
 
     def prepare_new(self) -> None:
-        """Create the folder for a fresh run; refuse one that already holds a run."""
+        """Create the folder for a fresh run; reject one that already contains a run."""
         if self.config_file.exists() or self.checkpoints.exists():
-            raise PolyiapError(f"output folder {str(self.root)!r} already holds a run; continue it with "
+            raise PolyiapError(f"output folder {str(self.root)!r} already contains a run; continue it with "
                                "`--resume latest` or choose another --output")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
