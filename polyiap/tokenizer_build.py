@@ -1,55 +1,111 @@
-"""Real tokenizers trained offline on caption text, for tiny models (no vocabulary download).
+"""Real tokenizers built offline from caption text, for tiny models (no vocabulary download).
 
-`train_clip_bpe` builds a CLIP-style byte-level BPE that loads as a transformers ``CLIPTokenizer``.
-`train_wordpiece` builds a BERT WordPiece vocabulary. For Chinese and Japanese it is character level,
-because BERT's pre-tokenizer splits CJK characters.
+`train_clip_bpe` learns a CLIP-style byte-level BPE that loads as a transformers ``CLIPTokenizer``.
+`train_wordpiece` builds a BERT WordPiece vocabulary of characters and frequent words, which suits
+Chinese and Japanese because BERT's pre-tokenizer splits CJK characters. Both are deterministic: the
+`tokenizers` trainers break frequency ties differently from run to run, which would make two builds of
+the same tiny model differ.
 """
 
-import json
+import re
+from collections import Counter
 from collections.abc import Iterable
 
 CLIP_BOS, CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
 BERT_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORD_END = "</w>"
+
+# CLIP's word split: contractions, runs of letters, single digits, runs of other symbols.
+_CLIP_WORDS = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+", re.IGNORECASE)
+
+
+def byte_symbols() -> dict[int, str]:
+    """Map each byte to a printable character, as byte-level BPE vocabularies (GPT-2, CLIP) do."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    mapping, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            mapping[byte] = chr(byte)
+        else:
+            mapping[byte] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def learn_bpe_merges(words: Counter, max_merges: int) -> list[tuple[str, str]]:
+    """Return up to ``max_merges`` merges, most frequent pair first, ties broken by the pair itself."""
+    merges = []
+    words = dict(words)
+    while len(merges) < max_merges:
+        pairs = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        words = {_merge(word, best): count for word, count in words.items()}
+    return merges
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    merged, index = [], 0
+    while index < len(word):
+        if index + 1 < len(word) and (word[index], word[index + 1]) == pair:
+            merged.append(word[index] + word[index + 1])
+            index += 2
+        else:
+            merged.append(word[index])
+            index += 1
+    return tuple(merged)
 
 
 def train_clip_bpe(texts: Iterable[str], vocab_size: int, max_length: int):
-    """Return a ``CLIPTokenizer`` with a byte-level BPE vocabulary learned from ``texts``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """Return a ``CLIPTokenizer`` whose byte-level BPE merges are learned from ``texts``."""
     from transformers import CLIPTokenizer
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, end_of_word_suffix="</w>",
-                                  special_tokens=[CLIP_BOS, CLIP_EOS], min_frequency=2, show_progress=False)
-    bpe.train_from_iterator(list(texts), trainer)
+    symbols = byte_symbols()
+    words = Counter()
+    for text in texts:
+        for word in _CLIP_WORDS.findall(" ".join(text.lower().split())):
+            chars = tuple(symbols[b] for b in word.encode("utf-8"))
+            words[chars[:-1] + (chars[-1] + WORD_END,)] += 1
 
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(model["vocab"])
-    # CLIPTokenizer needs every byte symbol, alone and as a word end, so that no input is unknown.
-    for symbol in sorted(alphabet):
-        vocab.setdefault(symbol, len(vocab))
-        vocab.setdefault(symbol + "</w>", len(vocab))
-    merges = [tuple(pair) for pair in model["merges"]]
+    base = [symbols[b] for b in range(256)]
+    vocab_tokens = base + [symbol + WORD_END for symbol in base]
+    merges = learn_bpe_merges(words, max(vocab_size - len(vocab_tokens) - 2, 0))
+    vocab_tokens += ["".join(pair) for pair in merges] + [CLIP_BOS, CLIP_EOS]
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(vocab_tokens))}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length,
                          bos_token=CLIP_BOS, eos_token=CLIP_EOS, pad_token=CLIP_EOS, unk_token=CLIP_EOS)
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, max_length: int):
-    """Return a ``BertTokenizer`` with a WordPiece vocabulary learned from ``texts``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """Return a ``BertTokenizer`` whose vocabulary holds every character and the most frequent words of ``texts``."""
+    from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizer
 
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIAL, show_progress=False)
-    wordpiece.train_from_iterator(list(texts), trainer)
+    normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words, pieces = Counter(), Counter()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            words[word] += 1
+            pieces[word[0]] += 1
+            pieces.update("##" + char for char in word[1:])
+    # Latin letters and digits stay readable in mixed-language prompts even when the captions lack them.
+    for char in "abcdefghijklmnopqrstuvwxyz0123456789":
+        pieces.update([char, "##" + char])
 
-    vocab = json.loads(wordpiece.to_str())["model"]["vocab"]
-    tokenizer = BertTokenizer(vocab=vocab, model_max_length=max_length)
+    by_frequency = lambda counts: sorted(counts, key=lambda token: (-counts[token], token))  # noqa: E731
+    whole_words = Counter({word: count for word, count in words.items() if len(word) > 1})
+    tokens = list(dict.fromkeys(BERT_SPECIAL + by_frequency(pieces) + by_frequency(whole_words)))[:vocab_size]
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(tokens)},
+                              model_max_length=max_length)
     for name, token in (("pad", "[PAD]"), ("unk", "[UNK]"), ("cls", "[CLS]"), ("sep", "[SEP]"), ("mask", "[MASK]")):
         setattr(tokenizer, f"{name}_token", token)
     return tokenizer

@@ -84,3 +84,20 @@ def test_clip_text_student_loads_by_model_type(tmp_path, tiny_backbone_dir):
     assert student.kind == "clip-text"
     assert student.projection is None
     check_student(student, 64)
+
+
+def test_tokenizer_builds_are_deterministic(demo_rows):
+    from polyiap.tokenizer_build import train_clip_bpe, train_wordpiece
+
+    english = [row["en"] for row in demo_rows]
+    chinese = [row["zh"] for row in demo_rows]
+    assert train_clip_bpe(english, 700, 77).get_vocab() == train_clip_bpe(english, 700, 77).get_vocab()
+    assert train_wordpiece(chinese, 3000, 32).get_vocab() == train_wordpiece(chinese, 3000, 32).get_vocab()
+
+
+def test_wordpiece_keeps_latin_and_digits(demo_rows):
+    from polyiap.tokenizer_build import train_wordpiece
+
+    tokenizer = train_wordpiece([row["zh"] for row in demo_rows], 3000, 32)
+    ids = tokenizer(["一台 TV 和 3 只猫"])["input_ids"][0]
+    assert tokenizer.unk_token_id not in ids

@@ -22,7 +22,7 @@ from polyiap.backbones.sd1 import SD1Backbone
 logger = logging.getLogger(__name__)
 
 TINY_CONFIG = {
-    "version": 1,
+    "version": 2,
     "seed": 0,
     "resolution": 64,
     "context_dim": 64,
