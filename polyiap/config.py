@@ -1,7 +1,9 @@
 """YAML files with ``include:``, command-line overrides and schema validation shared by packs and recipes."""
 
+import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -17,10 +19,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML mapping, resolving ``include:`` (a file name or list, relative to the including file).
+def read_yaml(path: Path, search_dirs: tuple[Path, ...] = (), _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping, resolving ``include:`` (a file name or a list of them).
 
-    Included files are merged first, in order, and the including file's keys win; nested mappings are
+    An included name is looked up next to the including file first, then in ``search_dirs`` (the shipped
+    packs or recipes), so a pack written outside the repository can still include ``_base.yaml``.
+    Included files are merged first, in order, and the including file's keys win. Nested mappings are
     merged key by key.
     """
     path = path.resolve()
@@ -45,7 +49,13 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
                           "write `include: _base.yaml`")
     merged: dict[str, Any] = {}
     for name in includes:
-        merged = deep_merge(merged, read_yaml(path.parent / name, (*_seen, path)))
+        candidates = [path.parent / name, *(folder / name for folder in search_dirs)]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            looked = ", ".join(str(c.parent) for c in candidates)
+            raise ConfigError(str(path), "include", f"included file {name!r} not found (looked in {looked})",
+                              f"put {name} next to {path.name} or remove the include")
+        merged = deep_merge(merged, read_yaml(found, search_dirs, (*_seen, path)))
     return deep_merge(merged, data)
 
 
@@ -93,6 +103,8 @@ def validate(schema: type[SchemaT], data: dict[str, Any], file: str) -> SchemaT:
 
 
 def _reason(error: dict[str, Any]) -> str:
+    if error["type"] in ("value_error", "assertion_error"):
+        return str(error["ctx"].get("error", error["msg"])) if error.get("ctx") else error["msg"]
     if error["type"] == "extra_forbidden":
         return "unknown key"
     if error["type"] == "missing":
@@ -101,13 +113,29 @@ def _reason(error: dict[str, Any]) -> str:
 
 
 def _fix(schema: type[BaseModel], error: dict[str, Any]) -> str:
+    parent = _model_at(schema, error["loc"][:-1])
+    name = str(error["loc"][-1]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
-        parent = _model_at(schema, error["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "see the documentation"
-        return f"remove it or use one of: {allowed}"
+        allowed = list(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{hint}remove it or use one of: {', '.join(allowed) or 'see the documentation'}"
     if error["type"] == "missing":
         return "add the key"
-    return "change the value to the expected type or one of the allowed values"
+    field = parent.model_fields.get(name) if parent else None
+    if field is None:
+        return "change the value as the reason says"
+    return f"use {_describe(field.annotation)}"
+
+
+def _describe(annotation: Any) -> str:
+    """Describe a field type for an error message: ``a number``, ``one of: a, b``."""
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    if get_origin(annotation) is Literal:
+        return "one of: " + ", ".join(str(value) for value in get_args(annotation))
+    if get_origin(annotation) in (Union, UnionType):
+        return " or ".join(_describe(arg) for arg in get_args(annotation))
+    return words.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def _model_at(schema: type[BaseModel], loc: tuple) -> type[BaseModel] | None:

@@ -51,7 +51,7 @@ def test_recipe_override_errors_name_field(override, field):
     with pytest.raises(ConfigError) as caught:
         load_recipe("demo", [override])
     assert caught.value.field == field
-    assert caught.value.file.endswith("demo.yaml")
+    assert caught.value.file.endswith("demo.yaml)")
     assert "Fix:" in str(caught.value)
 
 
@@ -75,8 +75,9 @@ def test_pack_missing_include(tmp_path):
     path.write_text("include: nothere.yaml\ncode: xx\nname: X\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_pack(str(path))
-    assert caught.value.file.endswith("nothere.yaml")
-    assert "not found" in caught.value.reason
+    assert caught.value.file == str(path)
+    assert caught.value.field == "include"
+    assert "'nothere.yaml' not found" in caught.value.reason
 
 
 def test_pack_circular_include(tmp_path):
@@ -129,3 +130,44 @@ def test_transfer_unknown_language_exits_2(tmp_path):
     result = runner.invoke(app, ["transfer", "--lang", "xx", "--output", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "no language pack 'xx'" in result.output
+
+
+def test_pack_outside_repo_includes_shipped_base(tmp_path):
+    from polyiap.packs import pack_path
+
+    copy = tmp_path / "zh.yaml"
+    copy.write_text(pack_path("zh").read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_pack(str(copy)).normalization.unicode_form == "NFKC"
+
+
+def test_pack_rejects_unknown_opencc_conversion(tmp_path):
+    path = write_pack(tmp_path, "include: _base.yaml\ncode: xx\nname: X\nnormalization:\n  opencc: t2ss\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pack(str(path))
+    assert caught.value.field == "normalization.opencc"
+    assert "t2s" in caught.value.fix
+
+
+def test_override_error_names_the_option():
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("demo", ["train.lrr=1"])
+    assert caught.value.file.startswith("--set train.lrr=1")
+    assert "did you mean 'lr'" in caught.value.fix
+
+
+def test_type_error_names_expected_type():
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("demo", ["train.lr=fast"])
+    assert caught.value.fix == "use a number"
+
+
+def test_student_unconditional_needs_empty_prompts():
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("demo", ["data.empty_prompt_rate=0"])
+    assert caught.value.field == "samples.unconditional"
+    assert load_recipe("demo", ["data.empty_prompt_rate=0", "samples.unconditional=teacher"])
+
+
+def test_heldout_count_stays_integer():
+    assert load_recipe("demo").data.heldout_images == 12
+    assert isinstance(load_recipe("demo").data.heldout_images, int)

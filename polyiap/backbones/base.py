@@ -60,8 +60,12 @@ class Backbone(ABC):
         """Run one denoiser forward pass and return its prediction."""
 
     @abstractmethod
-    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return scaled VAE latents of images in [-1, 1], shape (B, 3, H, W)."""
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
+                      sample: bool = True) -> torch.Tensor:
+        """Return scaled VAE latents of images in [-1, 1], shape (B, 3, H, W).
+
+        With ``sample=False`` the latents are the mean of the VAE's posterior, so they need no randomness.
+        """
 
     @abstractmethod
     def denoiser(self) -> nn.Module:

@@ -74,9 +74,11 @@ class SD1Backbone(Backbone):
     def denoise(self, z_t: torch.Tensor, t: torch.Tensor, conditioning: TextConditioning) -> torch.Tensor:
         return self.unet(z_t, t, encoder_hidden_states=conditioning.sequence).sample
 
-    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
+                      sample: bool = True) -> torch.Tensor:
         with torch.no_grad():
-            latents = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.sample(generator)
+            posterior = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
+            latents = posterior.sample(generator) if sample else posterior.mode()
         return latents * self.vae_scaling_factor
 
     def denoiser(self) -> nn.Module:

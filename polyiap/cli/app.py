@@ -7,7 +7,7 @@ import typer
 from rich.logging import RichHandler
 
 from polyiap.cli import packs, recipes
-from polyiap.cli.transfer import transfer_command
+from polyiap.cli.transfer import console, transfer_command
 
 app = typer.Typer(help="Transfer an English text-to-image model to another language (images as pivots).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,7 +20,7 @@ app.command("transfer")(transfer_command)
 def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages")) -> None:
     level = logging.DEBUG if verbose or os.environ.get("POLYIAP_DEBUG") else logging.INFO
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     logging.getLogger("polyiap").setLevel(level)
     _quiet_libraries()
 

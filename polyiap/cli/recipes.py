@@ -30,5 +30,6 @@ def show_command(name: str) -> None:
     """Print a recipe with every default filled in."""
     import yaml
 
-    console.print(f"# {recipe_path(name)}")
-    console.print(yaml.safe_dump(load_recipe(name).model_dump(), sort_keys=False, allow_unicode=True))
+    # Plain output, not rich: rich wraps long lines, which would break the YAML when it is saved to a file.
+    typer.echo(f"# {recipe_path(name)}")
+    typer.echo(yaml.safe_dump(load_recipe(name).model_dump(), sort_keys=False, allow_unicode=True), nl=False)

@@ -34,11 +34,11 @@ class RichProgress:
         text = "  ".join(f"{k} {v}" for k, v in self.metrics.items())
         self.progress.update(self.task, completed=step, metrics=text)
         if "heldout_pivot_loss" in metrics:
-            self.progress.console.log(f"step {step}: held-out pivot loss {metrics['heldout_pivot_loss']:.4g} "
+            self.progress.console.print(f"step {step}: held-out pivot loss {metrics['heldout_pivot_loss']:.4g} "
                                       f"(mean-embedding baseline {metrics['heldout_mean_embedding_loss']:.4g})")
 
     def on_message(self, message: str) -> None:
-        self.progress.console.log(message)
+        self.progress.console.print(message)
 
     def on_end(self) -> None:
         self.progress.stop()
@@ -60,6 +60,6 @@ def transfer_command(
 
     pack = load_pack(lang)
     loaded = load_recipe(recipe or pack.reference_recipe, overrides, data)
-    console.log(f"language {pack.code} ({pack.name}), recipe {loaded.name}, output {output}")
+    console.print(f"language {pack.code} ({pack.name}), recipe {loaded.name}, output {output}")
     student = transfer(loaded, pack, output, resume, RichProgress(), command=sys.argv)
     console.print(f"[green]done[/]: student in {student}; metrics in {output / 'metrics.jsonl'}")

@@ -96,7 +96,7 @@ def _read_rows(path: Path, file_format: str) -> list[dict]:
     return rows
 
 
-def split_by_image(triplets: list[Triplet], heldout: float, seed: int) -> tuple[list[Triplet], list[Triplet]]:
+def split_by_image(triplets: list[Triplet], heldout: int | float, seed: int) -> tuple[list[Triplet], list[Triplet]]:
     """Split into (train, held-out) so that no image has captions on both sides.
 
     ``heldout`` below 1 is a share of the images, 1 or more a count of images.

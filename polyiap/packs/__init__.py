@@ -36,7 +36,7 @@ def pack_path(code_or_path: str) -> Path:
 def load_pack(code_or_path: str) -> LanguagePack:
     """Load and validate a language pack by code (``zh``) or by path."""
     path = pack_path(code_or_path)
-    pack = validate(LanguagePack, read_yaml(path), str(path))
+    pack = validate(LanguagePack, read_yaml(path, (packs_dir(),)), str(path))
     if path.parent.resolve() == packs_dir().resolve() and pack.code != path.stem:
         raise ConfigError(str(path), "code", f"code {pack.code!r} does not match the file name {path.name!r}",
                           f"set `code: {path.stem}` or rename the file")

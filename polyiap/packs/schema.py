@@ -11,7 +11,8 @@ class Normalization(StrictModel):
     """Text normalisation applied to target-language captions in training and to prompts at inference."""
 
     unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = "NFKC"
-    opencc: str | None = Field(None, description="OpenCC conversion, for example t2s (traditional to simplified)")
+    opencc: Literal["s2t", "t2s", "s2tw", "tw2s", "s2hk", "hk2s", "s2twp", "tw2sp", "t2tw", "t2hk", "t2jp",
+                    "jp2t"] | None = Field(None, description="OpenCC conversion, for example t2s (traditional to simplified)")
     collapse_whitespace: bool = True
     remove_spaces_between_cjk: bool = False
     lowercase: bool = False

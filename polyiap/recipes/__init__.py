@@ -10,6 +10,18 @@ from polyiap.recipes.schema import Recipe
 __all__ = ["Recipe", "load_recipe", "list_recipes", "recipe_path"]
 
 
+def _blame_override(error: ConfigError, overrides: list[str], data: str | None) -> ConfigError:
+    """Point an error at the ``--set`` or ``--data`` option that caused it rather than at the recipe file."""
+    given = [(o.partition("=")[0].strip(), f"--set {o}") for o in overrides]
+    if data is not None:
+        given.append(("data.source", f"--data {data}"))
+    for key, option in reversed(given):
+        if error.field == key or error.field.startswith(key + "."):
+            fix = error.fix.replace("remove it", "correct the option")
+            return ConfigError(f"{option} (recipe {error.file})", error.field, error.reason, fix)
+    return error
+
+
 def recipes_dir() -> Path:
     return asset_dir("recipes")
 
@@ -38,12 +50,19 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), data: str | None =
     ``--set`` is relative to the working directory.
     """
     path = recipe_path(name_or_path)
-    raw = read_yaml(path)
+    raw = read_yaml(path, (recipes_dir(),))
     file_source = (raw.get("data") or {}).get("source")
     raw = apply_overrides(raw, list(overrides), str(path))
     if data is not None:
         raw = apply_overrides(raw, [f"data.source={data}"], str(path))
-    recipe = validate(Recipe, raw, str(path))
+    try:
+        recipe = validate(Recipe, raw, str(path))
+    except ConfigError as error:
+        raise _blame_override(error, list(overrides), data) from None
+    if recipe.samples.unconditional == "student" and recipe.data.empty_prompt_rate == 0:
+        raise ConfigError(str(path), "samples.unconditional",
+                          "`student` needs a student that learned the empty prompt, but data.empty_prompt_rate is 0",
+                          "set data.empty_prompt_rate above 0 (0.1 is common) or samples.unconditional to teacher")
 
     source = recipe.data.source
     if source is not None:

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from polyiap.config import StrictModel
 
@@ -36,7 +36,7 @@ class DataConfig(StrictModel):
     english_field: str = "en"
     target_field: str | None = Field(None, description="column of the target caption; default: the language code")
     resolution: int | None = Field(None, gt=0, description="image side in pixels; default: the backbone's")
-    heldout_images: float = Field(0.1, ge=0, description="share (< 1) or count (>= 1) of images held out")
+    heldout_images: int | float = Field(0.1, ge=0, description="share (< 1) or count (>= 1) of images held out")
     empty_prompt_rate: float = Field(0.1, ge=0, le=1, description="share of samples trained as empty prompts")
 
 
@@ -94,11 +94,3 @@ class Recipe(StrictModel):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     samples: SamplesConfig = SamplesConfig()
-
-    @model_validator(mode="after")
-    def _check_uncond(self) -> "Recipe":
-        if self.samples.unconditional == "student" and self.data.empty_prompt_rate == 0:
-            raise ValueError("samples.unconditional is `student` but data.empty_prompt_rate is 0, so the student "
-                             "never learns the empty prompt; set data.empty_prompt_rate > 0 or "
-                             "samples.unconditional: teacher")
-        return self

@@ -38,7 +38,7 @@ class HeldOutSet:
         for start in range(0, len(triplets), batch_size):
             chunk = triplets[start:start + batch_size]
             pixels = torch.stack([load_image(t.image, resolution) for t in chunk])
-            latents = backbone.encode_images(pixels.to(device), generator=None)
+            latents = backbone.encode_images(pixels.to(device), sample=False)
             noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
             timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(chunk),), generator=generator)
             noisy = scheduler.add_noise(latents, noise, timesteps.to(device))

@@ -59,6 +59,8 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     config = _resolved_config(recipe, pack, command)
     if checkpoint is not None:
         _check_same_config(run, config)
+    else:
+        run.check_new()
     micro_batch = micro_batch_size(recipe, accelerator.num_processes)
 
     inputs = load_inputs(recipe, pack)

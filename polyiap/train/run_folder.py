@@ -34,11 +34,15 @@ class RunFolder:
         self.student_dir = self.root / "student"
         self.samples_dir = self.root / "samples"
 
-    def prepare_new(self) -> None:
-        """Create the folder for a fresh run; reject one that already contains a run."""
+    def check_new(self) -> None:
+        """Raise when the folder already contains a run, so that a new run never overwrites it."""
         if self.config_file.exists() or self.checkpoints.exists():
             raise PolyiapError(f"output folder {str(self.root)!r} already contains a run; continue it with "
                                "`--resume latest` or choose another --output")
+
+    def prepare_new(self) -> None:
+        """Create the folder for a fresh run."""
+        self.check_new()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: dict) -> None:
