@@ -210,3 +210,40 @@ def test_demo_recipe_acceptance(tmp_path):
     heldout = [r for r in read_metrics(run) if "heldout_pivot_loss" in r]
     assert heldout[0]["step"] == 0
     assert heldout[-1]["heldout_pivot_loss"] <= 0.5 * heldout[0]["heldout_pivot_loss"]
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    run = tmp_path / "accumulate"
+    result = transfer("--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=4",
+                      "--set", "train.gradient_accumulation_steps=2", "--set", "train.warmup_steps=4", *FAST)
+    assert result.exit_code == 0, result.output
+    state = json.loads((run / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    assert state["micro_batches"] == 8
+    lrs = {r["step"]: r["lr"] for r in read_metrics(run) if "lr" in r}
+    assert lrs[2] == pytest.approx(3e-4 * 2 / 4)
+
+
+def test_batch_not_divisible_by_accumulation(tmp_path):
+    result = transfer("--lang", "zh", "--recipe", "demo", "--output", str(tmp_path / "r"),
+                      "--set", "train.batch_size=10", "--set", "train.gradient_accumulation_steps=4")
+    assert result.exit_code == 2
+    assert "train.batch_size" in result.output
+    assert "multiple of 4" in result.output
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_batch(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "polyiap", "transfer",
+               "--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=4",
+               "--set", "train.warmup_steps=4", "--set", "train.checkpoint_every=4", *FAST]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    checkpoint = run / "checkpoints" / "step-0000004"
+    assert (checkpoint / "rng-0.pt").is_file()
+    assert (checkpoint / "rng-1.pt").is_file()
+    lrs = {r["step"]: r["lr"] for r in read_metrics(run) if "lr" in r}
+    assert lrs[2] == pytest.approx(3e-4 * 2 / 4)  # the schedule counts global steps, not steps per process
+    assert finished.stdout.count("done:") + finished.stderr.count("done:") == 1

@@ -19,6 +19,8 @@ app.command("transfer")(transfer_command)
 @app.callback()
 def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages")) -> None:
     level = logging.DEBUG if verbose or os.environ.get("POLYIAP_DEBUG") else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # under torchrun or accelerate launch, only rank 0 reports
+        level = logging.WARNING
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     logging.getLogger("polyiap").setLevel(level)

@@ -1,5 +1,6 @@
 """``polyiap transfer``: train a student text encoder for a language."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,9 @@ def transfer_command(
 
     pack = load_pack(lang)
     loaded = load_recipe(recipe or pack.reference_recipe, overrides, data)
-    console.print(f"language {pack.code} ({pack.name}), recipe {loaded.name}, output {output}")
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        console.print(f"language {pack.code} ({pack.name}), recipe {loaded.name}, output {output}")
     student = transfer(loaded, pack, output, resume, RichProgress(), command=sys.argv)
-    console.print(f"[green]done[/]: student in {student}; metrics in {output / 'metrics.jsonl'}")
+    if main_process:
+        console.print(f"[green]done[/]: student in {student}; metrics in {output / 'metrics.jsonl'}")

@@ -51,15 +51,15 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     """Train a student for ``pack``'s language as configured by ``recipe`` and return the final student folder."""
     from accelerate import Accelerator
 
-    progress = progress or SilentProgress()
     run = RunFolder(output)
     accelerator = Accelerator(gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
                               mixed_precision=recipe.train.mixed_precision)
+    progress = progress if progress is not None and accelerator.is_main_process else SilentProgress()
     checkpoint = run.find_checkpoint(resume) if resume else None
     config = _resolved_config(recipe, pack, command)
     if checkpoint is not None:
         _check_same_config(run, config)
-    else:
+    elif accelerator.is_main_process:
         run.check_new()
     micro_batch = micro_batch_size(recipe, accelerator.num_processes)
 
@@ -75,7 +75,9 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     if checkpoint is not None:
         position = _load_checkpoint(checkpoint, optimizer, lr_scheduler, accelerator.process_index)
         progress.on_message(f"resumed from {checkpoint} at step {position.step}")
-    student, optimizer, lr_scheduler = accelerator.prepare(student, optimizer, lr_scheduler)
+    # The LR scheduler is stepped by hand once per optimizer step: Accelerate's wrapper would step it once
+    # per process, but train.max_steps and warmup_steps count global optimizer steps.
+    student, optimizer = accelerator.prepare(student, optimizer)
     backbone = inputs.backbone.to(accelerator.device)
 
     context = PivotContext(compare=recipe.loss.compare)
@@ -186,7 +188,8 @@ class _Loop:
             if accelerator.sync_gradients and self.recipe.train.max_grad_norm:
                 accelerator.clip_grad_norm_(self.student.parameters(), self.recipe.train.max_grad_norm)
             self.optimizer.step()
-            self.lr_scheduler.step()
+            if accelerator.sync_gradients:
+                self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         self.window.append(loss.detach().item())
         return accelerator.sync_gradients
