@@ -68,6 +68,8 @@ class StudentEncoder(nn.Module):
     def save(self, folder: Path) -> None:
         """Write ``text_encoder/`` and ``tokenizer/`` (``save_pretrained``), the projection and ``student.json``."""
         folder.mkdir(parents=True, exist_ok=True)
+        # Stock diffusers pipelines pass the padding mask to a text encoder only when this flag is set.
+        self.encoder.config.use_attention_mask = self.use_attention_mask
         self.encoder.save_pretrained(folder / "text_encoder")
         self.tokenizer.save_pretrained(folder / "tokenizer")
         if self.projection is not None:
