@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from polyiap.cli.errors import handle_errors
 
@@ -17,9 +17,8 @@ class RichProgress:
     """Renders training progress: a bar with the latest losses and throughput."""
 
     def __init__(self):
-        self.progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=console)
+        self.progress = Progress(TextColumn("[bold]training"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console)
         self.task = None
         self.metrics: dict[str, str] = {}
 
