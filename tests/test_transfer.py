@@ -249,3 +249,17 @@ def test_two_processes_share_the_batch(tmp_path):
     lrs = {r["step"]: r["lr"] for r in read_metrics(run) if "lr" in r}
     assert lrs[2] == pytest.approx(3e-4 * 2 / 4)  # the schedule counts global steps, not steps per process
     assert finished.stdout.count("done:") + finished.stderr.count("done:") == 1
+
+
+def test_resume_rejects_changed_recipe(tmp_path):
+    run = tmp_path / "demo"
+    first = transfer("--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=2", *FAST)
+    assert first.exit_code == 0, first.output
+    changed = transfer("--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=4",
+                       "--set", "train.lr=1e-2", "--resume", "latest", *FAST)
+    assert changed.exit_code == 2
+    assert "only train.max_steps may change" in changed.output
+    longer = transfer("--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=4",
+                      "--resume", "latest", *FAST)
+    assert longer.exit_code == 0, longer.output
+    assert read_metrics(run)[-1]["step"] == 4

@@ -7,6 +7,7 @@ Randomness is derived from (seed, micro-batch index, process) at every micro-bat
 from (seed, epoch), so a run resumed from a checkpoint continues exactly where it stopped.
 """
 
+import json
 import logging
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from polyiap.backbones import TextConditioning
 from polyiap.data import TripletDataset
 from polyiap.encoders import StudentEncoder
+from polyiap.errors import PolyiapError
 from polyiap.packs import LanguagePack
 from polyiap.pivot import LOSSES, LossInputs, PivotContext, pivot_processors
 from polyiap.recipes import Recipe
@@ -94,23 +96,20 @@ def _resolved_config(recipe: Recipe, pack: LanguagePack, command: list[str] | No
 
 
 def _check_same_config(run: RunFolder, config: dict) -> None:
-    from polyiap.errors import PolyiapError
-
+    """Raise unless a resumed run has the saved language and recipe; only train.max_steps may change."""
     saved = run.read_config()
-    for section in ("language", "recipe"):
-        old, new = dict(saved.get(section) or {}) if section == "recipe" else saved.get(section), config[section]
-        if section == "recipe":
-            old_train, new_train = dict(old.get("train", {})), dict(new["train"])
-            old_train.pop("max_steps", None), new_train.pop("max_steps", None)
-            old, new = {**old, "train": old_train}, {**new, "train": new_train}
-        if old != new:
-            raise PolyiapError(f"--resume: the {section} differs from the one in {run.config_file}; resume with "
-                               "the same --lang, --recipe, --set and --data (only train.max_steps may change)")
+
+    def comparable(entry: dict) -> tuple:
+        recipe = dict(entry.get("recipe") or {})
+        recipe["train"] = {k: v for k, v in (recipe.get("train") or {}).items() if k != "max_steps"}
+        return entry.get("language"), recipe
+
+    if comparable(saved) != comparable(config):
+        raise PolyiapError(f"--resume: the language or recipe differs from the one in {run.config_file}; resume "
+                           "with the same --lang, --recipe, --set and --data (only train.max_steps may change)")
 
 
 def _load_checkpoint(folder: Path, optimizer, lr_scheduler, process_index: int) -> Position:
-    import json
-
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
     lr_scheduler.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=False))
     rng_file = folder / f"rng-{process_index}.pt"
@@ -254,8 +253,6 @@ class _Loop:
 
     def _save_checkpoint(self, position: Position) -> None:
         """Write ``checkpoints/step-N`` atomically, then prune to ``checkpoints_total_limit``."""
-        import json
-
         accelerator = self.accelerator
         final = self.folder.checkpoints / f"step-{position.step:07d}"
         staging = self.folder.checkpoints / f".staging-step-{position.step:07d}"
