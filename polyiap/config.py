@@ -122,6 +122,8 @@ def _fix(schema: type[BaseModel], error: dict[str, Any]) -> str:
         return f"{hint}remove it or use one of: {', '.join(allowed) or 'see the documentation'}"
     if error["type"] == "missing":
         return "add the key"
+    if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "use a value " + error["msg"].removeprefix("Input should be ")
     field = parent.model_fields.get(name) if parent else None
     if field is None:
         return "change the value as the reason says"

@@ -171,3 +171,15 @@ def test_student_unconditional_needs_empty_prompts():
 def test_heldout_count_stays_integer():
     assert load_recipe("demo").data.heldout_images == 12
     assert isinstance(load_recipe("demo").data.heldout_images, int)
+
+
+def test_bound_error_names_the_bound():
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("demo", ["train.max_steps=0"])
+    assert caught.value.fix == "use a value greater than 0"
+
+
+def test_related_override_is_blamed():
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("demo", ["data.empty_prompt_rate=0"])
+    assert caught.value.file.startswith("--set data.empty_prompt_rate=0")

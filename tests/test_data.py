@@ -75,3 +75,12 @@ def test_demo_photos_are_openly_licensed(shared_data):
     assert {metadata[i]["license_id"] for i in shipped} <= {4, 5}  # CC BY 2.0, CC BY-SA 2.0
     attribution = (DEMO_TRIPLETS.parent / "ATTRIBUTION.md").read_text()
     assert all(metadata[i]["flickr_url"] in attribution for i in shipped)
+
+
+def test_wrong_columns_listed(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"image": "a.jpg", "english": "a bear", "zh": "一只熊"}\n', encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_triplets(path, TripletFields(target="zh"))
+    assert "'english'" in str(caught.value)
+    assert "data.english_field" in str(caught.value)

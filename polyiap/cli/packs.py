@@ -34,7 +34,7 @@ def validate_command(packs: list[str] = typer.Argument(None, help="pack codes or
         pack = load_pack(code)
         if pack.reference_recipe:
             _check_recipe_exists(pack.reference_recipe, pack_path(code))
-        console.print(f"[green]ok[/] {pack.code} ({pack_path(code)})")
+        typer.echo(f"ok {pack.code} ({pack_path(code)})")
 
 
 def _check_recipe_exists(name: str, file: Path) -> None:

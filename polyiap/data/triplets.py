@@ -62,9 +62,11 @@ def read_triplets(source: str | Path, fields: TripletFields, file_format: str = 
         target = normalize(target) if normalize else target
         triplets.append(Triplet(image_path, english.strip(), target))
     if not triplets:
-        raise DataError(f"{path} has no usable triplets (skipped: {dict(skipped) or 'none'}); check the "
-                        f"column names {fields.image!r}, {fields.english!r}, {fields.target!r} (data.image_field, "
-                        "data.english_field, data.target_field)")
+        found = ", ".join(repr(column) for column in rows[0]) if rows else "none (the file is empty)"
+        raise DataError(f"{path} has no usable triplets (skipped: {dict(skipped) or 'none'}); the file has the "
+                        f"columns {found} but the recipe reads {fields.image!r}, {fields.english!r} and "
+                        f"{fields.target!r}; rename them or set data.image_field, data.english_field and "
+                        "data.target_field")
     if skipped:
         logger.warning("%s: skipped %d rows: %s", path.name, sum(skipped.values()), dict(skipped))
     return triplets, skipped

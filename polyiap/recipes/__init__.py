@@ -10,13 +10,17 @@ from polyiap.recipes.schema import Recipe
 __all__ = ["Recipe", "load_recipe", "list_recipes", "recipe_path"]
 
 
-def _blame_override(error: ConfigError, overrides: list[str], data: str | None) -> ConfigError:
-    """Point an error at the ``--set`` or ``--data`` option that caused it rather than at the recipe file."""
+def _blame_override(error: ConfigError, overrides: list[str], data: str | None,
+                    related: tuple[str, ...] = ()) -> ConfigError:
+    """Point an error at the ``--set`` or ``--data`` option that caused it rather than at the recipe file.
+
+    ``related`` lists other keys whose override makes ``error.field`` invalid.
+    """
     given = [(o.partition("=")[0].strip(), f"--set {o}") for o in overrides]
     if data is not None:
         given.append(("data.source", f"--data {data}"))
     for key, option in reversed(given):
-        if error.field == key or error.field.startswith(key + "."):
+        if error.field == key or error.field.startswith(key + ".") or key in related:
             fix = error.fix.replace("remove it", "correct the option")
             return ConfigError(f"{option} (recipe {error.file})", error.field, error.reason, fix)
     return error
@@ -60,9 +64,10 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), data: str | None =
     except ConfigError as error:
         raise _blame_override(error, list(overrides), data) from None
     if recipe.samples.unconditional == "student" and recipe.data.empty_prompt_rate == 0:
-        raise ConfigError(str(path), "samples.unconditional",
-                          "`student` needs a student that learned the empty prompt, but data.empty_prompt_rate is 0",
-                          "set data.empty_prompt_rate above 0 (0.1 is common) or samples.unconditional to teacher")
+        error = ConfigError(str(path), "samples.unconditional",
+                            "`student` needs a student that learned the empty prompt, but data.empty_prompt_rate is 0",
+                            "set data.empty_prompt_rate above 0 (0.1 is common) or samples.unconditional to teacher")
+        raise _blame_override(error, list(overrides), data, related=("data.empty_prompt_rate",))
 
     source = recipe.data.source
     if source is not None:
