@@ -7,6 +7,7 @@ import typer
 from rich.logging import RichHandler
 
 from polyiap.cli import packs, recipes
+from polyiap.cli.generate import generate_command
 from polyiap.cli.transfer import console, transfer_command
 
 app = typer.Typer(help="Transfer an English text-to-image model to another language (images as pivots).",
@@ -14,6 +15,7 @@ app = typer.Typer(help="Transfer an English text-to-image model to another langu
 app.add_typer(packs.app, name="packs")
 app.add_typer(recipes.app, name="recipes")
 app.command("transfer")(transfer_command)
+app.command("generate")(generate_command)
 
 
 @app.callback()

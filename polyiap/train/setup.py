@@ -78,8 +78,12 @@ def micro_batch_size(recipe: Recipe, num_processes: int) -> int:
 
 
 def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> StudentEncoder:
+    backbone = recipe.backbone
     metadata = {"language": pack.code, "normalization": pack.normalization.model_dump(),
-                "unconditional": recipe.samples.unconditional, "backbone_family": recipe.backbone.family}
+                "unconditional": recipe.samples.unconditional,
+                "backbone": {"family": backbone.family, "source": backbone.source, "revision": backbone.revision},
+                "sampler": {"scheduler": recipe.samples.scheduler, "steps": recipe.samples.steps,
+                            "guidance": recipe.samples.guidance}}
     student = build_student(recipe.student, inputs.max_length, inputs.backbone.context_dim,
                             [t.target for t in inputs.train], recipe.train.seed, metadata)
     check_student(student, inputs.backbone.context_dim)

@@ -1,0 +1,107 @@
+"""Text-to-image with a trained student: the backbone's diffusers pipeline fed with student embeddings.
+
+Prompts are normalised by the language pack's rules saved with the student and padded to the
+student's training length, so the student receives the same token sequences as in training.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from polyiap.backbones import Backbone, load_backbone
+from polyiap.encoders import StudentEncoder, check_unconditional
+from polyiap.encoders.student import STUDENT_CONFIG
+from polyiap.errors import PolyiapError
+from polyiap.packs import Normalization, normalize_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplerSettings:
+    """Sampler settings; the defaults come from the recipe the student was trained with."""
+
+    scheduler: str = "pndm"
+    steps: int = 50
+    guidance: float = 7.5
+    unconditional: str = "student"
+
+
+def student_folder(model: Path) -> Path:
+    """Return the student folder of a run folder, or ``model`` itself when it is a student folder."""
+    for candidate in (model, model / "student"):
+        if (candidate / STUDENT_CONFIG).is_file():
+            return candidate
+    raise PolyiapError(f"{str(model)!r} is neither a run folder nor a student folder (no {STUDENT_CONFIG} in it "
+                       "or in its student/ subfolder); pass the --output folder of `polyiap transfer`")
+
+
+def load_student_and_backbone(model: Path) -> tuple[StudentEncoder, Backbone, SamplerSettings]:
+    """Load a trained student, the backbone it was trained for and its recorded sampler settings."""
+    student = StudentEncoder.load(student_folder(model)).eval()
+    backbone_info = student.metadata.get("backbone") or {}
+    if "family" not in backbone_info:
+        raise PolyiapError(f"{model} records no backbone (a student saved by an older polyiap); retrain it")
+    backbone = load_backbone(backbone_info["family"], backbone_info.get("source"), backbone_info.get("revision"))
+    sampler = SamplerSettings(**student.metadata.get("sampler", {}),
+                              unconditional=student.metadata.get("unconditional", "student"))
+    return student, backbone, sampler
+
+
+class PromptEncoder:
+    """Normalises, checks and encodes prompts the way the student was trained."""
+
+    def __init__(self, student: StudentEncoder, backbone: Backbone, unconditional: str):
+        check_unconditional(student.max_length, backbone.max_length, unconditional)
+        self.student, self.backbone, self.unconditional = student, backbone, unconditional
+        self.rules = Normalization(**student.metadata.get("normalization", {}))
+
+    def normalize(self, prompts: list[str]) -> list[str]:
+        normalized = [normalize_text(p, self.rules) for p in prompts]
+        self._warn_truncation(normalized)
+        return normalized
+
+    def _warn_truncation(self, prompts: list[str]) -> None:
+        lengths = [len(ids) for ids in self.student.tokenizer(prompts, truncation=False)["input_ids"]]
+        dropped = [length - self.student.max_length for length in lengths if length > self.student.max_length]
+        if dropped:
+            logger.warning("%d prompt(s) exceed the student's %d tokens; dropped up to %d tokens at the end",
+                           len(dropped), self.student.max_length, max(dropped))
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (prompt_embeds, negative_prompt_embeds) for the pipeline."""
+        positive = self.student.encode(self.normalize(prompts)).sequence
+        if negative or self.unconditional == "student":
+            uncond = self.student.encode(self.normalize([negative] * len(prompts))).sequence
+        else:
+            uncond = self.backbone.encode_teacher([""] * len(prompts)).sequence
+        return positive, uncond.to(positive.dtype)
+
+
+@torch.no_grad()
+def generate_images(student: StudentEncoder, backbone: Backbone, prompts: list[str], settings: SamplerSettings,
+                    negative_prompt: str = "", seed: int = 0, num_images: int = 1,
+                    resolution: int | None = None) -> list[list[Image.Image]]:
+    """Generate ``num_images`` images per prompt and return one list of images per prompt.
+
+    Image j of every prompt starts from its own generator seeded with ``seed + j``, so an image depends
+    only on its prompt and seed, not on the other prompts of the batch.
+    """
+    pipeline = backbone.pipeline(settings.scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    encoder = PromptEncoder(student, backbone, settings.unconditional)
+    positive, negative = encoder.encode(prompts, negative_prompt)
+    size = resolution or backbone.resolution
+    results: list[list[Image.Image]] = [[] for _ in prompts]
+    for index in range(num_images):
+        generator = [torch.Generator().manual_seed(seed + index) for _ in prompts]
+        images = pipeline(prompt_embeds=positive, negative_prompt_embeds=negative,
+                          num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                          generator=generator, height=size, width=size).images
+        for prompt_images, image in zip(results, images):
+            prompt_images.append(image)
+    return results
