@@ -2,7 +2,7 @@
 
 
 class PolyiapError(Exception):
-    """An error caused by the user's input or environment, with a message that says how to fix it."""
+    """An error caused by the user's input or environment, with a message that explains how to fix it."""
 
 
 class ConfigError(PolyiapError):

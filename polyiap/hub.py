@@ -2,7 +2,7 @@
 
 A name is a local folder, a hub id already in the local Hugging Face cache, or a hub id downloaded only
 when the hub is reachable. With ``HF_HUB_OFFLINE=1``, or when the hub does not respond within a few
-seconds, a missing model fails at once with a message that says how to use a local folder instead.
+seconds, a missing model fails at once with a message that explains how to use a local folder instead.
 """
 
 import logging

@@ -85,7 +85,7 @@ def train_clip_bpe(texts: Iterable[str], vocab_size: int, max_length: int):
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, max_length: int):
-    """Return a ``BertTokenizer`` whose vocabulary holds every character and the most frequent words of ``texts``."""
+    """Return a ``BertTokenizer`` whose vocabulary contains every character and the most frequent words of ``texts``."""
     from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizer
 

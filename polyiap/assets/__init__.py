@@ -1,7 +1,7 @@
 """Shipped language packs, recipes and demo data.
 
 In an installed package the top-level ``languages/`` and ``recipes/`` folders of the repository are
-copied to ``polyiap/assets/``; in a source checkout they are read where they are.
+copied to ``polyiap/assets/``. In a source checkout they are read where they are.
 """
 
 from pathlib import Path

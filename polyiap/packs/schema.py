@@ -27,7 +27,7 @@ class StudentCandidate(StrictModel):
 
 
 class EvalSuite(StrictModel):
-    """Where an evaluation suite's captions and reference images are."""
+    """Locations of an evaluation suite's captions and reference images."""
 
     captions: str | None = None
     images: str | None = None
