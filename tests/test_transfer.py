@@ -263,3 +263,20 @@ def test_resume_rejects_changed_recipe(tmp_path):
                       "--resume", "latest", *FAST)
     assert longer.exit_code == 0, longer.output
     assert read_metrics(run)[-1]["step"] == 4
+
+
+def test_heldout_max_samples_limits_evaluation(tmp_path, caplog):
+    from polyiap.packs import load_pack
+    from polyiap.recipes import load_recipe
+    from polyiap.train.setup import load_inputs
+
+    recipe = load_recipe("demo", ["data.heldout_max_samples=7"])
+    inputs = load_inputs(recipe, load_pack("zh"))
+    assert len(inputs.heldout) == 60
+    run = tmp_path / "limited"
+    with caplog.at_level("INFO", logger="polyiap"):
+        result = transfer("--lang", "zh", "--recipe", "demo", "--output", str(run), "--set", "train.max_steps=1",
+                          "--set", "data.heldout_max_samples=7", "--set", "samples.num_prompts=0")
+    assert result.exit_code == 0, result.output
+    assert "held-out evaluation on 7 of 60 held-out triplets" in caplog.text
+    assert "heldout_pivot_loss" in read_metrics(run)[0]

@@ -37,6 +37,8 @@ class DataConfig(StrictModel):
     target_field: str | None = Field(None, description="column of the target caption; default: the language code")
     resolution: int | None = Field(None, gt=0, description="image side in pixels; default: the backbone's")
     heldout_images: int | float = Field(0.1, ge=0, description="share (< 1) or count (>= 1) of images held out")
+    heldout_max_samples: int = Field(
+        512, gt=0, description="held-out triplets evaluated; their latents and teacher embeddings stay in memory")
     empty_prompt_rate: float = Field(0.1, ge=0, le=1, description="share of samples trained as empty prompts")
 
 

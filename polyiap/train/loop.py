@@ -130,8 +130,10 @@ class _Loop:
         self.train_set = TripletDataset(inputs.train, inputs.resolution)
         self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
         self.noise_scheduler = backbone.noise_scheduler()
-        self.heldout = HeldOutSet(inputs.heldout, backbone, inputs.resolution, recipe.train.seed + 1,
-                                  batch_size=max(micro_batch, 8)) if inputs.heldout else None
+        heldout = inputs.heldout[:recipe.data.heldout_max_samples]
+        self.heldout = HeldOutSet(heldout, backbone, inputs.resolution, recipe.train.seed + 1,
+                                  batch_size=max(micro_batch, 8)) if heldout else None
+        logger.info("held-out evaluation on %d of %d held-out triplets", len(heldout), len(inputs.heldout))
         captions = [t.english for t in inputs.train[:MEAN_EMBEDDING_CAPTIONS]]
         self.mean_embedding = mean_teacher_embedding(backbone, captions) if self.heldout else None
         self.window: list[float] = []
