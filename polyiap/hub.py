@@ -18,12 +18,12 @@ logger = logging.getLogger(__name__)
 _PROBE_TIMEOUT_S = 3.0
 
 
-def resolve_model_source(source: str, what: str, option: str, revision: str | None = None) -> Path:
+def resolve_model_source(source: str, role: str, option: str, revision: str | None = None) -> Path:
     """Return a local folder for ``source`` (a folder or a hub id).
 
     Args:
         source: local folder or hub id such as ``CompVis/stable-diffusion-v1-4``.
-        what: what the model is for, used in messages (``"backbone"``).
+        role: what the model is for, used in messages (``"backbone"``).
         option: the recipe key that names it, used in the fix (``"backbone.source"``).
         revision: hub revision (branch, tag or commit).
     """
@@ -32,7 +32,7 @@ def resolve_model_source(source: str, what: str, option: str, revision: str | No
         return path
     if _looks_like_path(source):
         raise ModelNotAvailableError(
-            f"{what} folder {source!r} not found; check the path given in {option}")
+            f"{role} folder {source!r} not found; check the path given in {option}")
 
     from huggingface_hub import snapshot_download
 
@@ -45,12 +45,12 @@ def resolve_model_source(source: str, what: str, option: str, revision: str | No
            f"copy DIR here and pass `--set {option}=DIR`")
     if _offline_requested():
         raise ModelNotAvailableError(
-            f"{what} {source!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {fix}")
+            f"{role} {source!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {fix}")
     if not _hub_reachable():
         raise ModelNotAvailableError(
-            f"{what} {source!r} is not in the local Hugging Face cache and the hub ({_hub_host()}) "
+            f"{role} {source!r} is not in the local Hugging Face cache and the hub ({_hub_host()}) "
             f"cannot be reached; {fix}")
-    logger.info("downloading %s %s from the hub", what, source)
+    logger.info("downloading %s %s from the hub", role, source)
     return Path(snapshot_download(source, revision=revision))
 
 

@@ -111,5 +111,5 @@ def split_by_image(triplets: list[Triplet], heldout: int | float, seed: int) -> 
     order = np.random.default_rng(seed).permutation(len(images))
     heldout_images = {images[i] for i in order[:count]}
     train = [t for t in triplets if t.image not in heldout_images]
-    held = [t for t in triplets if t.image in heldout_images]
-    return train, held
+    heldout_triplets = [t for t in triplets if t.image in heldout_images]
+    return train, heldout_triplets

@@ -13,6 +13,9 @@ _KIND_BY_MODEL_TYPE = {"t5": "t5-encoder", "mt5": "t5-encoder", "umt5": "t5-enco
                        "clip": "clip-text", "clip_text_model": "clip-text", "chinese_clip": "auto"}
 
 
+_POOLED_TYPES = ("bert", "roberta", "xlm-roberta")
+
+
 def resolve_kind(kind: str, folder: Path) -> str:
     """Return the loader kind for ``folder``: ``kind`` itself unless it is ``auto``."""
     if kind != "auto":
@@ -29,16 +32,12 @@ def load_auto_encoder(folder: Path, random_init: bool) -> nn.Module:
     """Load BERT, RoBERTa, XLM-R and other encoders that ``AutoModel`` returns as the bare encoder."""
     from transformers import AutoConfig, AutoModel
 
+    config = AutoConfig.from_pretrained(folder)
+    # The pooler is unused by a student; leaving it out also keeps DDP from waiting for its gradients.
+    extra = {"add_pooling_layer": False} if config.model_type in _POOLED_TYPES else {}
     if random_init:
-        return AutoModel.from_config(AutoConfig.from_pretrained(folder))
-    return AutoModel.from_pretrained(folder, add_pooling_layer=False) if _has_pooler_arg(folder) \
-        else AutoModel.from_pretrained(folder)
-
-
-def _has_pooler_arg(folder: Path) -> bool:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(folder).model_type in ("bert", "roberta", "xlm-roberta")
+        return AutoModel.from_config(config, **extra)
+    return AutoModel.from_pretrained(folder, **extra)
 
 
 @ENCODERS.register("t5-encoder")

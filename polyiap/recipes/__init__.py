@@ -16,10 +16,10 @@ def _blame_override(error: ConfigError, overrides: list[str], data: str | None,
 
     ``related`` lists other keys whose override makes ``error.field`` invalid.
     """
-    given = [(o.partition("=")[0].strip(), f"--set {o}") for o in overrides]
+    options = [(o.partition("=")[0].strip(), f"--set {o}") for o in overrides]
     if data is not None:
-        given.append(("data.source", f"--data {data}"))
-    for key, option in reversed(given):
+        options.append(("data.source", f"--data {data}"))
+    for key, option in reversed(options):
         if error.field == key or error.field.startswith(key + ".") or key in related:
             fix = error.fix.replace("remove it", "correct the option")
             return ConfigError(f"{option} (recipe {error.file})", error.field, error.reason, fix)

@@ -62,8 +62,8 @@ class RunFolder:
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past ``after_step``: a resumed run writes them again."""
-        kept = [r for r in self.read_metrics() if r["step"] <= after_step]
-        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+        records = [r for r in self.read_metrics() if r["step"] <= after_step]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in records))
 
     def checkpoint_dirs(self) -> list[Path]:
         """Complete checkpoints, oldest first."""
