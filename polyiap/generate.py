@@ -83,6 +83,18 @@ class PromptEncoder:
 
 
 @torch.no_grad()
+def run_pipeline(pipeline, settings: SamplerSettings, seeds: list[int], size: int, **inputs) -> list[Image.Image]:
+    """Call a diffusers text-to-image pipeline with one CPU generator per image, seeded from ``seeds``.
+
+    ``inputs`` are the pipeline's text inputs (``prompt_embeds=`` or ``prompt=`` and their negatives).
+    Generators on the CPU make an image depend only on its own seed, on any device and in any batch.
+    """
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    return pipeline(**inputs, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                    generator=generators, height=size, width=size).images
+
+
+@torch.no_grad()
 def generate_images(student: StudentEncoder, backbone: Backbone, prompts: list[str], settings: SamplerSettings,
                     negative_prompt: str = "", seed: int = 0, num_images: int = 1,
                     resolution: int | None = None) -> list[list[Image.Image]]:
@@ -98,10 +110,8 @@ def generate_images(student: StudentEncoder, backbone: Backbone, prompts: list[s
     size = resolution or backbone.resolution
     results: list[list[Image.Image]] = [[] for _ in prompts]
     for index in range(num_images):
-        generator = [torch.Generator().manual_seed(seed + index) for _ in prompts]
-        images = pipeline(prompt_embeds=positive, negative_prompt_embeds=negative,
-                          num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                          generator=generator, height=size, width=size).images
+        images = run_pipeline(pipeline, settings, [seed + index] * len(prompts), size,
+                              prompt_embeds=positive, negative_prompt_embeds=negative)
         for prompt_images, image in zip(results, images):
             prompt_images.append(image)
     return results

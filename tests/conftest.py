@@ -70,6 +70,32 @@ def bert_student_dir(tmp_path_factory, demo_rows) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A demo run trained for two steps: a complete run folder with a student, made once per session."""
+    from typer.testing import CliRunner
+
+    from polyiap.cli.app import app
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = CliRunner().invoke(app, ["transfer", "--lang", "zh", "--recipe", "demo", "--output", str(run),
+                                      "--set", "train.max_steps=2", "--set", "data.heldout_images=4",
+                                      "--set", "samples.num_prompts=0"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture(scope="session")
+def random_scorers(tmp_path_factory, demo_rows) -> dict[str, Path]:
+    """Randomly initialised scorers: torch-fidelity's full-size InceptionV3 and a small Chinese CLIP."""
+    from polyiap.eval.clip_score import write_random_chinese_clip
+    from polyiap.eval.fid import write_random_inception
+
+    folder = tmp_path_factory.mktemp("scorers")
+    return {"inception": write_random_inception(folder / "inception.pth"),
+            "clip": write_random_chinese_clip(folder / "clip", [row["zh"] for row in demo_rows])}
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The project's shared real data folder; tests that need it skip when it is absent."""
     folder = REPO.parent / "shared" / "data"

@@ -16,16 +16,6 @@ FEW_STEPS = SamplerSettings(scheduler="pndm", steps=3, guidance=7.5, uncondition
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("generate") / "run"
-    result = runner.invoke(app, ["transfer", "--lang", "zh", "--recipe", "demo", "--output", str(run),
-                                 "--set", "train.max_steps=2", "--set", "data.heldout_images=4",
-                                 "--set", "samples.num_prompts=0"])
-    assert result.exit_code == 0, result.output
-    return run
-
-
-@pytest.fixture(scope="module")
 def loaded(trained_run):
     return load_student_and_backbone(trained_run)
 

@@ -6,6 +6,7 @@ import os
 import typer
 from rich.logging import RichHandler
 
+from polyiap.cli import eval as eval_cli
 from polyiap.cli import packs, recipes
 from polyiap.cli.generate import generate_command
 from polyiap.cli.transfer import console, transfer_command
@@ -14,6 +15,7 @@ app = typer.Typer(help="Transfer an English text-to-image model to another langu
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(packs.app, name="packs")
 app.add_typer(recipes.app, name="recipes")
+app.add_typer(eval_cli.app, name="eval")
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)
 

@@ -27,11 +27,22 @@ class StudentCandidate(StrictModel):
 
 
 class EvalSuite(StrictModel):
-    """Locations of an evaluation suite's captions and reference images."""
+    """Where an evaluation suite's captions and reference images are, and how its caption file reads.
 
-    captions: str | None = None
-    images: str | None = None
-    caption_field: str | None = None
+    Relative paths are relative to the pack file. Each caption file row gives one generated image.
+    """
+
+    captions: str | None = Field(None, description="caption file; `--captions PATH` on the command line overrides it")
+    images: str | None = Field(None, description="folder of the reference images (searched recursively by file name); "
+                                                 "default: the caption file's folder")
+    format: Literal["jsonl", "aic-icc"] = Field(
+        "jsonl", description="jsonl: one JSON object per line; aic-icc: the AI Challenger caption JSON list")
+    caption_field: str = Field("caption", description="field with the target-language caption (a string or a list)")
+    caption_index: int = Field(0, ge=0, description="which caption to use when the field holds a list")
+    english_field: str | None = Field(None, description="field with the English caption, used by `--model teacher`")
+    image_field: str = Field("image", description="field with the reference image's file name or relative path")
+    one_per_image: bool = Field(False, description="keep only the first row of each reference image")
+    size: int | None = Field(None, gt=0, description="number of captions in the published protocol")
     notes: str = ""
 
 
