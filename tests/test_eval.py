@@ -368,3 +368,33 @@ def test_compare_prints_rows_and_protocol_differences(trained_run, random_scorer
 def test_compare_rejects_folder_without_metrics(tmp_path):
     result = runner.invoke(app, ["eval", "compare", str(tmp_path)])
     assert result.exit_code == 2 and "has no metrics.json" in result.output
+
+
+@pytest.mark.slow
+def test_eval_killed_half_way_keeps_written_images(trained_run, random_scorers, tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+
+    output = tmp_path / "eval"
+    command = [sys.executable, "-m", "polyiap", *eval_args(trained_run, output, random_scorers, "--limit", "24",
+                                                           "--batch-size", "2", "--metrics", "clip_score")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while len(list((output / "images").glob("*.png"))) < 6:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = {p.name: p.stat().st_mtime_ns for p in (output / "images").glob("*.png")}
+    assert 6 <= len(written) < 24, "the eval finished before it was killed"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    for name, mtime in written.items():
+        assert (output / "images" / name).stat().st_mtime_ns == mtime
+    assert len(list((output / "images").glob("*.png"))) == 24
+    assert json.loads((output / "metrics.json").read_text())["suite"]["count"] == 24

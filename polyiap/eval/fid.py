@@ -1,4 +1,4 @@
-"""FID with torch-fidelity, the tool the paper used, on two folders of equally sized images."""
+"""FID computed by torch-fidelity (the tool of the IAP paper) on two lists of equally sized images."""
 
 import hashlib
 from dataclasses import dataclass
@@ -90,7 +90,7 @@ def compute_fid(generated: list[Path], reference: list[Path], weights: Inception
 def write_random_inception(path: Path, seed: int = 0) -> Path:
     """Save randomly initialised weights of torch-fidelity's full-size InceptionV3, for offline runs and tests.
 
-    FID computed with them is not comparable to published figures; `InceptionWeights.official` says so.
+    FID computed with them is not comparable to published figures, and `InceptionWeights.official` is False.
     """
     torch_fidelity = require_torch_fidelity()
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

@@ -11,9 +11,10 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: left; }
 .warning { background: #fff3cd; border: 1px solid #e0b100; padding: 0.8em 1em; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
 figure { margin: 0; }
-figure img { width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 2px; }
+.pair img { width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 figcaption { font-size: 0.85em; }
 figcaption .given { color: #666; }
 """
@@ -26,7 +27,8 @@ def write_report(output: Path, record: dict, items: list[SuiteItem], prompts: di
              f"{escape(_model_name(record))} on {escape(record['suite']['name'])}</title><style>{_STYLE}</style>"
              f"</head><body><h1>{escape(_model_name(record))} on {escape(record['suite']['name'])}</h1>",
              _comparability(record), _metrics_table(record), _protocol_table(record),
-             f"<h2>First {len(items)} of {record['suite']['count']} captions</h2>",
+             f"<h2>First {len(items)} of {record['suite']['count']} captions</h2>"
+             "<p>Each pair: the generated image, then the suite's reference image.</p>",
              _grid(items, prompts, clip_scores), "</body></html>"]
     path = output / "report.html"
     temporary = output / ".report.html.tmp"
@@ -71,9 +73,12 @@ def _protocol_table(record: dict) -> str:
 def _grid(items: list[SuiteItem], prompts: dict[int, str], clip_scores: list[float] | None) -> str:
     figures = []
     for item in items:
-        given = prompts.get(item.index, "")
-        given_line = f"<br><span class='given'>given: {escape(given)}</span>" if given and given != item.caption else ""
+        model_prompt = prompts.get(item.index, "")
+        given_line = ""
+        if model_prompt and model_prompt != item.caption:
+            given_line = f"<br><span class='given'>given: {escape(model_prompt)}</span>"
         score = f"<br>CLIP {clip_scores[item.index]:.1f}" if clip_scores else ""
-        figures.append(f"<figure><img src='images/{item.index:05d}.png' alt='{escape(item.caption, quote=True)}'>"
+        figures.append(f"<figure><div class='pair'><img src='images/{item.index:05d}.png' alt='generated'>"
+                       f"<img src='reference/{item.index:05d}.png' alt='reference'></div>"
                        f"<figcaption>{escape(item.caption)}{given_line}{score}</figcaption></figure>")
     return f"<div class='grid'>{''.join(figures)}</div>"

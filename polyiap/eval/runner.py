@@ -117,19 +117,19 @@ def _protocol(run: EvalRun) -> dict:
 def _claim_output(output: Path, protocol: dict) -> None:
     """Record the protocol in a new folder, or check that a re-run matches the one recorded."""
     path = output / PROTOCOL_FILE
-    kept = {k: v for k, v in protocol.items() if k != "suite"} | {"suite": protocol["suite"]["name"]}
+    expected = {k: v for k, v in protocol.items() if k != "suite"} | {"suite": protocol["suite"]["name"]}
     if path.is_file():
         recorded = json.loads(path.read_text(encoding="utf-8"))
-        for key in kept:
-            if recorded.get(key) != kept[key]:
+        for key in expected:
+            if recorded.get(key) != expected[key]:
                 raise PolyiapError(
-                    f"{output} holds an evaluation with a different {key} ({recorded.get(key)} instead of "
-                    f"{kept[key]}); its images cannot be reused: pass a new --output folder")
+                    f"{output} contains an evaluation with a different {key} ({recorded.get(key)} instead of "
+                    f"{expected[key]}); its images cannot be reused: pass a new --output folder")
         return
     if output.is_dir() and any(output.iterdir()):
-        raise PolyiapError(f"{output} is not empty and holds no {PROTOCOL_FILE}; pass a new or empty --output folder")
+        raise PolyiapError(f"{output} is not empty and contains no {PROTOCOL_FILE}; pass a new or empty --output folder")
     output.mkdir(parents=True, exist_ok=True)
-    _write_json(path, kept)
+    _write_json(path, expected)
 
 
 def _image_path(output: Path, item: SuiteItem) -> Path:

@@ -51,17 +51,17 @@ def load_suite(pack: LanguagePack, name: str, captions: Path | None = None, imag
     return Suite(name, captions_file, images_dir, items, spec.size)
 
 
-def _suite_path(given: Path | None, declared: str | None, pack: LanguagePack, name: str, what: str) -> Path:
-    if given is None and declared is None:
+def _suite_path(override: Path | None, declared: str | None, pack: LanguagePack, name: str, option: str) -> Path:
+    if override is None and declared is None:
         notes = pack.eval_suites[name].notes
-        raise DataError(f"suite {name!r} of pack {pack.code!r} has no {what} path; pass --{what} PATH"
+        raise DataError(f"suite {name!r} of pack {pack.code!r} has no {option} path; pass --{option} PATH"
                         + (f" ({notes})" if notes else ""))
-    path = Path(given) if given is not None else pack_path(pack.code).parent / declared
+    path = Path(override) if override is not None else pack_path(pack.code).parent / declared
     path = path.expanduser()
-    exists = path.is_file() if what == "captions" else path.is_dir()
+    exists = path.is_file() if option == "captions" else path.is_dir()
     if not exists:
-        kind = "file" if what == "captions" else "folder"
-        raise DataError(f"{what} {kind} of suite {name!r} not found: {path}; pass an existing {kind} with --{what}")
+        kind = "file" if option == "captions" else "folder"
+        raise DataError(f"{option} {kind} of suite {name!r} not found: {path}; pass an existing {kind} with --{option}")
     return path
 
 
