@@ -135,3 +135,71 @@ def test_denoise_loss_reaches_student(tiny_backbone):
     loss.backward()
     assert inputs.student.sequence.grad.abs().sum() > 0
     assert context.layer_losses == []
+
+
+def test_fused_projection_matches_per_layer(tiny_backbone):
+    from polyiap.pivot import FusedKV
+
+    layers = tiny_backbone.cross_attention_layers()
+    assert FusedKV.supports(layers)
+    states = torch.randn(2, 9, tiny_backbone.context_dim)
+    fused = FusedKV(layers)(states)
+    assert list(fused) == list(layers)
+    for name, attn in layers.items():
+        key, value = fused[name]
+        assert torch.allclose(key, attn.to_k(states), atol=1e-6)
+        assert torch.allclose(value, attn.to_v(states), atol=1e-6)
+
+
+def test_fused_and_per_layer_losses_agree(tiny_backbone):
+    inputs = random_inputs(tiny_backbone)
+    losses, grads = {}, {}
+    for fused in (True, False):
+        context = PivotContext(fused_kv=fused)
+        with pivot_processors(tiny_backbone.cross_attention_layers(), context):
+            loss = pivot_loss(tiny_backbone, context, inputs, grad=True)
+        (grads[fused],) = torch.autograd.grad(loss, inputs.student.sequence)
+        losses[fused] = loss.detach()
+    assert torch.allclose(losses[True], losses[False], rtol=1e-5)
+    assert torch.allclose(grads[True], grads[False], rtol=1e-4, atol=1e-7)
+
+
+def layer_losses(backbone, inputs, queries: str) -> list[torch.Tensor]:
+    """Return the per-layer losses, in execution order, of one shared-query or two-pass computation."""
+    context = PivotContext(queries=queries)
+    with pivot_processors(backbone.cross_attention_layers(), context):
+        if queries == "shared":
+            context.begin(inputs.student.sequence)
+            with torch.no_grad():
+                backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.teacher)
+        else:
+            context.begin_record()
+            with torch.no_grad():
+                backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.teacher)
+            context.begin_match()
+            backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.student)
+        losses = list(context.layer_losses)
+        context.end()
+    return losses
+
+
+def test_two_pass_agrees_at_first_layer(tiny_backbone):
+    inputs = random_inputs(tiny_backbone)
+    shared = layer_losses(tiny_backbone, inputs, "shared")
+    two_pass = layer_losses(tiny_backbone, inputs, "two-pass")
+    assert len(shared) == len(two_pass) == 7
+    # Before the first cross-attention layer the trunk has not read any text, so the queries match.
+    assert torch.allclose(shared[0], two_pass[0], rtol=1e-5)
+    # Later layers see queries shaped by the student's states in the two-pass mode.
+    assert any(not torch.allclose(a, b, rtol=1e-3) for a, b in zip(shared[1:], two_pass[1:]))
+
+
+def test_two_pass_gradients_reach_only_the_student(tiny_backbone):
+    inputs = random_inputs(tiny_backbone)
+    context = PivotContext(queries="two-pass")
+    with pivot_processors(tiny_backbone.cross_attention_layers(), context):
+        loss = PivotLoss(tiny_backbone, context)(inputs)
+    loss.backward()
+    assert inputs.student.sequence.grad is not None and inputs.student.sequence.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tiny_backbone.unet.parameters())
+    assert context.mode is None and context.targets == []

@@ -49,12 +49,15 @@ LOSSES: Registry[type[Objective]] = Registry("loss", base=Objective)
 class PivotLoss(Objective):
     """Sum over cross-attention layers of the MSE between teacher and student attention outputs.
 
-    The denoiser runs once, conditioned on the teacher and without gradients. The processors add the
-    student branch from the same detached queries, so gradients reach the student only through the
-    frozen key and value projections.
+    With shared queries (the default) the denoiser runs once, conditioned on the teacher and without
+    gradients. The processors add the student branch from the same detached queries, so gradients
+    reach the student only through the frozen key and value projections. With ``two-pass`` queries
+    see `two_pass_loss`.
     """
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
+        if self.context.queries == "two-pass":
+            return two_pass_loss(self.backbone, self.context, inputs, grad=True)
         return pivot_loss(self.backbone, self.context, inputs, grad=True)
 
 
@@ -67,6 +70,27 @@ def pivot_loss(backbone: Backbone, context: PivotContext, inputs: LossInputs, gr
         return context.end()
     finally:
         context.begin(None)
+
+
+def two_pass_loss(backbone: Backbone, context: PivotContext, inputs: LossInputs, grad: bool) -> torch.Tensor:
+    """Run a teacher pass, then a student-conditioned pass, and return the summed per-layer loss.
+
+    The student pass keeps the autograd graph of the whole frozen denoiser, because each layer's
+    queries depend on the student's states through the earlier layers. That costs about three
+    denoiser forwards per step (teacher pass, student pass, and its backward) and the activation
+    memory of a full forward.
+    """
+    try:
+        context.begin_record()
+        with torch.no_grad():
+            backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.teacher)
+        context.begin_match()
+        with torch.set_grad_enabled(grad):
+            backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.student)
+        return context.end()
+    finally:
+        context.begin(None)
+        context.targets = []
 
 
 @LOSSES.register("denoise")

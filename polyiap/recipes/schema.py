@@ -47,6 +47,10 @@ class LossConfig(StrictModel):
 
     name: str = Field("pivot", description="`pivot` (IAP) or `denoise` (the plain-loss baseline)")
     compare: Literal["pre_out", "post_out"] = "pre_out"
+    queries: Literal["shared", "two-pass"] = Field(
+        "shared", description="shared: one denoiser pass, the student attends from the teacher's queries; "
+                              "two-pass: a second, student-conditioned pass with gradients through the denoiser")
+    fused_kv: bool = Field(True, description="compute the student's keys and values of all layers in one product")
 
 
 class TrainConfig(StrictModel):

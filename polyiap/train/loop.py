@@ -82,7 +82,8 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     student, optimizer = accelerator.prepare(student, optimizer)
     backbone = inputs.backbone.to(accelerator.device)
 
-    context = PivotContext(compare=recipe.loss.compare)
+    context = PivotContext(compare=recipe.loss.compare, queries=recipe.loss.queries,
+                           fused_kv=recipe.loss.fused_kv)
     with pivot_processors(backbone.cross_attention_layers(), context):
         loop = _Loop(recipe, pack, run, accelerator, backbone, student, optimizer, lr_scheduler, context,
                      inputs, micro_batch, progress)
