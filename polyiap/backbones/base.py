@@ -60,12 +60,34 @@ class Backbone(ABC):
         """Run one denoiser forward pass and return its prediction."""
 
     @abstractmethod
+    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the mean and standard deviation of the VAE posterior for images in [-1, 1], (B, 3, H, W).
+
+        Both are unscaled latents; `latents_from_posterior` turns them into the denoiser's input.
+        """
+
+    def latents_from_posterior(self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None,
+                               sample: bool = True) -> torch.Tensor:
+        """Return scaled latents: a posterior sample drawn with ``generator``, or the mean when ``sample`` is False."""
+        if sample:
+            from diffusers.utils.torch_utils import randn_tensor
+
+            noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            mean = mean + std * noise
+        return mean * self.vae_scaling_factor
+
     def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
                       sample: bool = True) -> torch.Tensor:
         """Return scaled VAE latents of images in [-1, 1], shape (B, 3, H, W).
 
         With ``sample=False`` the latents are the mean of the VAE's posterior, so they need no randomness.
         """
+        mean, std = self.encode_posterior(pixels)
+        return self.latents_from_posterior(mean, std, generator, sample)
+
+    @abstractmethod
+    def latent_encoder(self) -> nn.Module:
+        """Return the image encoder whose posterior `encode_posterior` reads (its weights key latent caches)."""
 
     @abstractmethod
     def denoiser(self) -> nn.Module:

@@ -74,12 +74,13 @@ class SD1Backbone(Backbone):
     def denoise(self, z_t: torch.Tensor, t: torch.Tensor, conditioning: TextConditioning) -> torch.Tensor:
         return self.unet(z_t, t, encoder_hidden_states=conditioning.sequence).sample
 
-    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
-                      sample: bool = True) -> torch.Tensor:
+    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             posterior = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
-            latents = posterior.sample(generator) if sample else posterior.mode()
-        return latents * self.vae_scaling_factor
+        return posterior.mean, posterior.std
+
+    def latent_encoder(self) -> nn.Module:
+        return self.vae
 
     def denoiser(self) -> nn.Module:
         return self.unet

@@ -23,6 +23,8 @@ class StudentConfig(StrictModel):
     max_length: int | None = Field(None, gt=1, description="tokens per caption; default: the language pack's")
     attention_mask: bool = Field(True, description="pass the padding mask to the student encoder")
     random_init: bool = Field(False, description="keep the architecture of `init` but start from random weights")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute the student's activations in the backward pass: less memory, more time")
     tiny_hidden_size: int = Field(64, gt=0)
     tiny_layers: int = Field(2, gt=0)
 
@@ -40,6 +42,7 @@ class DataConfig(StrictModel):
     heldout_max_samples: int = Field(
         512, gt=0, description="held-out triplets evaluated; their latents and teacher embeddings stay in memory")
     empty_prompt_rate: float = Field(0.1, ge=0, le=1, description="share of samples trained as empty prompts")
+    latents_cache: str | None = Field(None, description="folder written by `polyiap cache latents` for this data")
 
 
 class LossConfig(StrictModel):
@@ -70,6 +73,8 @@ class TrainConfig(StrictModel):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="data loader worker processes")
+    prefetch_factor: int = Field(2, gt=0, description="batches each data loader worker loads ahead")
+    compile: bool = Field(False, description="run the student through torch.compile")
     log_every: int = Field(10, gt=0)
     eval_every: int = Field(100, gt=0)
     checkpoint_every: int = Field(500, gt=0)

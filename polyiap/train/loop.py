@@ -27,11 +27,13 @@ from polyiap.packs import LanguagePack
 from polyiap.pivot import LOSSES, LossInputs, PivotContext, pivot_processors
 from polyiap.recipes import Recipe
 from polyiap.train.heldout import HeldOutSet, mean_teacher_embedding
+from polyiap.train.latents_cache import CachedTripletDataset, LatentsCache, cache_key, image_keys
 from polyiap.train.plots import plot_losses
 from polyiap.train.progress import ProgressCallback, SilentProgress
 from polyiap.train.run_folder import STATE_FILE, RunFolder, replace_dir, restore_rng_state, rng_state
 from polyiap.train.samples import sample_grid, save_png
-from polyiap.train.setup import (environment, load_inputs, make_optimizer, make_student, micro_batch_size)
+from polyiap.train.setup import (apply_memory_options, environment, load_inputs, make_optimizer, make_student,
+                                 micro_batch_size)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     accelerator.wait_for_everyone()
 
     student = StudentEncoder.load(checkpoint / "student") if checkpoint else make_student(recipe, pack, inputs)
+    student = apply_memory_options(recipe, student)
     optimizer, lr_scheduler = make_optimizer(recipe, student)
     position = Position()
     if checkpoint is not None:
@@ -128,7 +131,8 @@ class _Loop:
         self.recipe, self.pack, self.folder, self.accelerator = recipe, pack, run, accelerator
         self.backbone, self.student, self.optimizer, self.lr_scheduler = backbone, student, optimizer, lr_scheduler
         self.context, self.micro_batch, self.progress = context, micro_batch, progress
-        self.train_set = TripletDataset(inputs.train, inputs.resolution)
+        self.train_set = _train_set(recipe, backbone, inputs)
+        self.encode_student = torch.compile(student) if recipe.train.compile else student
         self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
         self.noise_scheduler = backbone.noise_scheduler()
         heldout = inputs.heldout[:recipe.data.heldout_max_samples]
@@ -169,9 +173,10 @@ class _Loop:
         per_process = len(order) // world // self.micro_batch * self.micro_batch
         mine = order[rank::world][:per_process]
         start = position.batch_in_epoch * self.micro_batch
+        workers = self.recipe.train.num_workers
         loader = DataLoader(Subset(self.train_set, mine[start:].tolist()), batch_size=self.micro_batch,
-                            num_workers=self.recipe.train.num_workers, pin_memory=torch.cuda.is_available(),
-                            drop_last=True, persistent_workers=False)
+                            num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=True,
+                            prefetch_factor=self.recipe.train.prefetch_factor if workers else None)
         yield from loader
 
     def _train_micro_batch(self, batch: dict, position: Position) -> bool:
@@ -203,14 +208,18 @@ class _Loop:
         for index in torch.nonzero(empty).flatten().tolist():
             english[index] = target[index] = ""
 
-        latents = self.backbone.encode_images(batch["pixels"].to(device), generator=_on(generator, device))
+        if "latent_mean" in batch:
+            mean, std = batch["latent_mean"].to(device), batch["latent_std"].to(device)
+            latents = self.backbone.latents_from_posterior(mean, std, generator=_on(generator, device))
+        else:
+            latents = self.backbone.encode_images(batch["pixels"].to(device), generator=_on(generator, device))
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(english),),
                                   generator=generator).to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         student = self.accelerator.unwrap_model(self.student)
         tokens = {k: v.to(device) for k, v in student.tokenize(target).items()}
-        states = self.student(**tokens)
+        states = self.encode_student(**tokens)
         return LossInputs(latents, noise, timesteps, noisy, self.backbone.encode_teacher(english),
                           TextConditioning(states))
 
@@ -301,6 +310,17 @@ class _Loop:
             self._write_samples(position.step)
         plot_losses(self.folder.read_metrics(), self.folder.root / "loss.png")
         logger.info("student written to %s", self.folder.student_dir)
+
+
+def _train_set(recipe: Recipe, backbone, inputs) -> TripletDataset | CachedTripletDataset:
+    """Return the training triplets with pixels, or with cached posteriors when the recipe names a cache."""
+    if recipe.data.latents_cache is None:
+        return TripletDataset(inputs.train, inputs.resolution)
+    data_root = Path(recipe.data.source).parent
+    cache = LatentsCache.open(Path(recipe.data.latents_cache))
+    cache.check(cache_key(backbone, inputs.resolution), image_keys(inputs.train, data_root))
+    logger.info("reading VAE posteriors of %d images from the latents cache %s", len(cache.images), cache.folder)
+    return CachedTripletDataset(inputs.train, cache, data_root)
 
 
 def _on(generator: torch.Generator, device: torch.device) -> torch.Generator | None:

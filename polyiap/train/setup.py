@@ -35,7 +35,15 @@ def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
     backbone = load_backbone(recipe.backbone.family, recipe.backbone.source, recipe.backbone.revision)
     max_length = recipe.student.max_length or pack.max_length
     check_unconditional(max_length, backbone.max_length, recipe.samples.unconditional)
+    triplets = read_recipe_triplets(recipe, pack)
+    train, heldout = split_by_image(triplets, recipe.data.heldout_images, recipe.train.seed)
+    logger.info("%d training and %d held-out triplets (%d held-out images)", len(train), len(heldout),
+                len({t.image for t in heldout}))
+    return RunInputs(backbone, train, heldout, recipe.data.resolution or backbone.resolution, max_length)
 
+
+def read_recipe_triplets(recipe: Recipe, pack: LanguagePack) -> list[Triplet]:
+    """Read the recipe's triplet file with the pack's normalisation of the target captions."""
     if recipe.data.source is None:
         raise DataError(f"recipe {recipe.name!r} names no training data (data.source is empty); pass --data PATH "
                         "with a JSONL or CSV triplet file")
@@ -43,10 +51,7 @@ def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
                            recipe.data.target_field or pack.code)
     triplets, _ = read_triplets(recipe.data.source, fields, recipe.data.format,
                                 lambda text: normalize_text(text, pack.normalization))
-    train, heldout = split_by_image(triplets, recipe.data.heldout_images, recipe.train.seed)
-    logger.info("%d training and %d held-out triplets (%d held-out images)", len(train), len(heldout),
-                len({t.image for t in heldout}))
-    return RunInputs(backbone, train, heldout, recipe.data.resolution or backbone.resolution, max_length)
+    return triplets
 
 
 def check_models_available(recipe: Recipe) -> None:
@@ -87,6 +92,19 @@ def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> Stude
     student = build_student(recipe.student, inputs.max_length, inputs.backbone.context_dim,
                             [t.target for t in inputs.train], recipe.train.seed, metadata)
     check_student(student, inputs.backbone.context_dim)
+    return student
+
+
+def apply_memory_options(recipe: Recipe, student: StudentEncoder) -> StudentEncoder:
+    """Enable gradient checkpointing in the student's encoder when the recipe asks for it."""
+    if not recipe.student.gradient_checkpointing:
+        return student
+    encoder = student.encoder
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"recipe {recipe.name}", "student.gradient_checkpointing",
+                          f"{type(encoder).__name__} does not support gradient checkpointing",
+                          "set student.gradient_checkpointing=false or use a transformers encoder that supports it")
+    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return student
 
 

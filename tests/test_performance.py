@@ -1,0 +1,154 @@
+"""Training-speed options: two-pass mode, latents cache, gradient checkpointing, torch.compile."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polyiap.cli.app import app
+from polyiap.errors import PolyiapError
+from polyiap.train.latents_cache import LatentsCache, build_latents_cache, cache_key
+
+runner = CliRunner()
+SHORT = ["--set", "train.max_steps=4", "--set", "train.log_every=1", "--set", "train.eval_every=4",
+         "--set", "data.heldout_images=4", "--set", "samples.num_prompts=0"]
+
+
+def transfer(output: Path, *args: str):
+    return runner.invoke(app, ["transfer", "--lang", "zh", "--recipe", "demo", "--output", str(output), *SHORT, *args])
+
+
+def train_losses(run: Path, name: str = "train_loss") -> list[float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r[name] for r in records if name in r]
+
+
+def heldout_losses(run: Path) -> list[float]:
+    return train_losses(run, "heldout_pivot_loss")
+
+
+@pytest.fixture(scope="module")
+def latents_cache(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("latents") / "cache"
+    result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--output", str(output),
+                                 "--shard-size", "40"])
+    assert result.exit_code == 0, result.output
+    return output
+
+
+def test_two_pass_mode_trains(tmp_path):
+    result = transfer(tmp_path / "run", "--set", "loss.queries=two-pass")
+    assert result.exit_code == 0, result.output
+    assert len(train_losses(tmp_path / "run")) == 4
+    start, end = heldout_losses(tmp_path / "run")
+    assert end < start
+
+
+def test_cached_latents_train_like_pixels(tmp_path, latents_cache):
+    assert transfer(tmp_path / "pixels").exit_code == 0
+    result = transfer(tmp_path / "cached", "--set", f"data.latents_cache={latents_cache}")
+    assert result.exit_code == 0, result.output
+    # The same posterior sample is drawn from the same generator; only VAE batch sizes differ.
+    assert train_losses(tmp_path / "cached") == pytest.approx(train_losses(tmp_path / "pixels"), rel=1e-4)
+
+
+def test_cache_covers_every_shipped_photo(latents_cache):
+    cache = LatentsCache.open(latents_cache)
+    assert len(cache.images) == 111 and cache.shard_count == 3
+    assert cache.missing_shards() == []
+    assert cache.key["resolution"] == 64 and len(cache.key["vae_sha256"]) == 64
+
+
+def test_stale_cache_is_rejected(tmp_path, latents_cache):
+    result = transfer(tmp_path / "run", "--set", f"data.latents_cache={latents_cache}", "--set", "data.resolution=32")
+    assert result.exit_code == 2
+    assert "is stale" in result.output and "resolution=64" in result.output
+    assert "rebuild it" in result.output
+
+
+def test_cache_of_another_vae_is_rejected(tmp_path, latents_cache, tiny_backbone):
+    copy = tmp_path / "cache"
+    copy.mkdir()
+    for path in latents_cache.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    record = json.loads((copy / "cache.json").read_text())
+    record["key"]["vae_sha256"] = "0" * 64
+    (copy / "cache.json").write_text(json.dumps(record))
+    with pytest.raises(PolyiapError, match="stale: it was built with vae_sha256"):
+        LatentsCache.open(copy).check(cache_key(tiny_backbone, 64), [])
+
+
+def test_cache_missing_images_is_rejected(latents_cache, tiny_backbone):
+    cache = LatentsCache.open(latents_cache)
+    with pytest.raises(PolyiapError, match="lacks 1 of this run's images.*elsewhere.jpg"):
+        cache.check(cache_key(tiny_backbone, 64), cache.images + ["elsewhere.jpg"])
+
+
+def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone):
+    from polyiap.recipes import load_recipe
+
+    copy = tmp_path / "cache"
+    copy.mkdir()
+    for path in latents_cache.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / "shard-00001.safetensors").unlink()
+    (copy / "shard-00002.safetensors").write_bytes(b"truncated")
+    kept = (copy / "shard-00000.safetensors").stat().st_mtime_ns
+    cache = LatentsCache.open(copy)
+    assert cache.missing_shards() == [1, 2]
+
+    progress = []
+    data_root = Path(load_recipe("demo").data.source).parent
+    build_latents_cache(tiny_backbone, cache.images, data_root, 64, copy, shard_size=40,
+                        on_progress=lambda done, total: progress.append(done))
+    assert progress[0] == 40  # the first shard was kept
+    assert (copy / "shard-00000.safetensors").stat().st_mtime_ns == kept
+    assert LatentsCache.open(copy).missing_shards() == []
+    for shard in (1, 2):
+        assert (copy / f"shard-{shard:05d}.safetensors").read_bytes() == \
+            (latents_cache / f"shard-{shard:05d}.safetensors").read_bytes()
+
+
+def test_cache_into_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "not empty and contains no cache.json" in result.output
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_gradient_checkpointing_keeps_gradients(bert_student_dir):
+    from transformers import BertModel
+
+    encoder = BertModel.from_pretrained(bert_student_dir)
+    ids = torch.randint(5, 100, (2, 12))
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        encoder.train()
+        encoder.zero_grad()
+        torch.manual_seed(0)
+        encoder(input_ids=ids).last_hidden_state.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_gradient_checkpointing_option_trains(tmp_path):
+    result = transfer(tmp_path / "run", "--set", "student.gradient_checkpointing=true")
+    assert result.exit_code == 0, result.output
+    start, end = heldout_losses(tmp_path / "run")
+    assert end < start
+
+
+@pytest.mark.slow
+def test_compiled_student_trains_like_eager(tmp_path):
+    assert transfer(tmp_path / "eager").exit_code == 0
+    result = transfer(tmp_path / "compiled", "--set", "train.compile=true")
+    assert result.exit_code == 0, result.output
+    # Compiled dropout draws its masks from another random stream, so losses agree only roughly.
+    assert train_losses(tmp_path / "compiled") == pytest.approx(train_losses(tmp_path / "eager"), rel=2e-2)
+    start, end = heldout_losses(tmp_path / "compiled")
+    assert end < start
