@@ -171,14 +171,17 @@ def test_eval_demo_suite_writes_metrics_and_report(trained_run, random_scorers, 
     record = json.loads((output / "metrics.json").read_text())
     assert set(record["metrics"]) == {"fid", "clip_score"}
     assert record["metrics"]["fid"] > 0
-    assert record["sampling"]["steps"] == 2 and record["sampling"]["scheduler"] == "pndm"
-    assert record["suite"]["count"] == 8 and record["model"]["kind"] == "student"
+    assert record["sampling"]["steps"] == 2
+    assert record["sampling"]["scheduler"] == "pndm"
+    assert record["suite"]["count"] == 8
+    assert record["model"]["kind"] == "student"
     assert record["comparable_to_published"] is False
     assert any("randomly initialised" in reason for reason in record["not_comparable_because"])
     assert record["versions"]["torch-fidelity"]
     assert len(list((output / "images").glob("*.png"))) == 8
     report = (output / "report.html").read_text()
-    assert "Not comparable to published numbers" in report and "images/00007.png" in report
+    assert "Not comparable to published numbers" in report
+    assert "images/00007.png" in report
 
 
 def test_report_renders_in_headless_chromium(trained_run, random_scorers, tmp_path):
@@ -222,7 +225,7 @@ class FailsAfter:
 def test_interrupted_eval_resumes_without_regenerating(trained_run, random_scorers, zh, tmp_path):
     suite = load_suite(zh, "demo", limit=6)
     scorers = Scorers.resolve(["clip_score"], None, str(random_scorers["clip"]))
-    student = StudentSystem(trained_run, FEW_STEPS)
+    student = StudentSystem.open(trained_run, FEW_STEPS)
     output = tmp_path / "eval"
     with pytest.raises(Interrupted):
         run_eval(EvalRun(FailsAfter(student, 2), suite, output, scorers, batch_size=2))
@@ -235,13 +238,14 @@ def test_interrupted_eval_resumes_without_regenerating(trained_run, random_score
     assert resumed.calls == [[3, 4], [5]]
     for name in ["00000.png", "00001.png", "00002.png"]:
         assert (output / "images" / name).stat().st_mtime_ns == written[name]
-    assert record["suite"]["count"] == 6 and "clip_score" in record["metrics"]
+    assert record["suite"]["count"] == 6
+    assert "clip_score" in record["metrics"]
 
 
 def test_resumed_images_equal_uninterrupted_ones(trained_run, random_scorers, zh, tmp_path):
     suite = load_suite(zh, "demo", limit=3)
     scorers = Scorers.resolve(["clip_score"], None, str(random_scorers["clip"]))
-    student = StudentSystem(trained_run, FEW_STEPS)
+    student = StudentSystem.open(trained_run, FEW_STEPS)
     run_eval(EvalRun(student, suite, tmp_path / "whole", scorers, batch_size=3))
     with pytest.raises(Interrupted):
         run_eval(EvalRun(FailsAfter(student, 1), suite, tmp_path / "parts", scorers, batch_size=1))
@@ -259,7 +263,8 @@ def test_changed_protocol_in_same_folder_is_refused(trained_run, random_scorers,
     before = sorted(p.name for p in output.rglob("*"))
     result = runner.invoke(app, eval_args(trained_run, output, random_scorers, "--limit", "2", "--guidance", "3"))
     assert result.exit_code == 2
-    assert "different sampling" in result.output and "new --output" in result.output
+    assert "different sampling" in result.output
+    assert "new --output" in result.output
     assert sorted(p.name for p in output.rglob("*")) == before
 
 
@@ -288,7 +293,8 @@ def test_teacher_is_given_the_english_captions(tiny_backbone_dir, random_scorers
     run_eval(EvalRun(teacher, suite, tmp_path / "eval", scorers))
     for item in suite.items:
         with Image.open(tmp_path / "eval" / "images" / f"{item.index:05d}.png") as image:
-            assert image.text["prompt"] == item.english and image.text["caption"] == item.caption
+            assert image.text["prompt"] == item.english
+            assert image.text["caption"] == item.caption
 
 
 def test_teacher_needs_english_captions(zh, tmp_path):
@@ -330,7 +336,8 @@ def test_translate_baseline_end_to_end(tiny_backbone_dir, tiny_mt_model, random_
                                  "--clip-model", str(random_scorers["clip"])])
     assert result.exit_code == 0, result.output
     record = json.loads((output / "metrics.json").read_text())
-    assert record["model"]["kind"] == "translate" and record["model"]["mt_model"] == str(tiny_mt_model)
+    assert record["model"]["kind"] == "translate"
+    assert record["model"]["mt_model"] == str(tiny_mt_model)
     captions = [item.caption for item in load_suite(load_pack("zh"), "demo", limit=3).items]
     translations = Translator(str(tiny_mt_model))(captions)
     for index, translation in enumerate(translations):
@@ -349,7 +356,8 @@ def test_pipeline_folder_is_evaluated_as_a_model(tiny_backbone, random_scorers, 
     assert result.exit_code == 0, result.output
     record = json.loads((output / "metrics.json").read_text())
     assert record["model"]["kind"] == "pipeline"
-    assert record["sampling"]["scheduler"] == "pndm" and record["sampling"]["resolution"] == 64
+    assert record["sampling"]["scheduler"] == "pndm"
+    assert record["sampling"]["resolution"] == 64
 
 
 def test_compare_prints_rows_and_protocol_differences(trained_run, random_scorers, tmp_path):
@@ -361,13 +369,15 @@ def test_compare_prints_rows_and_protocol_differences(trained_run, random_scorer
         assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, ["eval", "compare", str(first), str(second)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert "pndm 2 / 7.5" in result.output and "pndm 3 / 7.5" in result.output
+    assert "pndm 2 / 7.5" in result.output
+    assert "pndm 3 / 7.5" in result.output
     assert "steps differs: 2, 3" in result.output
 
 
 def test_compare_rejects_folder_without_metrics(tmp_path):
     result = runner.invoke(app, ["eval", "compare", str(tmp_path)])
-    assert result.exit_code == 2 and "has no metrics.json" in result.output
+    assert result.exit_code == 2
+    assert "has no metrics.json" in result.output
 
 
 @pytest.mark.slow

@@ -57,15 +57,18 @@ def test_cached_latents_train_like_pixels(tmp_path, latents_cache):
 
 def test_cache_covers_every_shipped_photo(latents_cache):
     cache = LatentsCache.open(latents_cache)
-    assert len(cache.images) == 111 and cache.shard_count == 3
+    assert len(cache.images) == 111
+    assert cache.shard_count == 3
     assert cache.missing_shards() == []
-    assert cache.key["resolution"] == 64 and len(cache.key["vae_sha256"]) == 64
+    assert cache.key["resolution"] == 64
+    assert len(cache.key["vae_sha256"]) == 64
 
 
 def test_stale_cache_is_rejected(tmp_path, latents_cache):
     result = transfer(tmp_path / "run", "--set", f"data.latents_cache={latents_cache}", "--set", "data.resolution=32")
     assert result.exit_code == 2
-    assert "is stale" in result.output and "resolution=64" in result.output
+    assert "is stale" in result.output
+    assert "resolution=64" in result.output
     assert "rebuild it" in result.output
 
 
@@ -115,7 +118,8 @@ def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone)
 def test_cache_into_foreign_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--output", str(tmp_path)])
-    assert result.exit_code == 2 and "not empty and contains no cache.json" in result.output
+    assert result.exit_code == 2
+    assert "not empty and contains no cache.json" in result.output
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 

@@ -47,13 +47,17 @@ class System(ABC):
 
 
 class StudentSystem(System):
-    def __init__(self, model: Path, overrides: dict):
-        self.model = model
-        self.student, self.backbone, settings = load_student_and_backbone(model)
-        self.settings = replace(settings, **overrides)
+    def __init__(self, student, backbone, settings: SamplerSettings, model: Path | None = None):
+        self.student, self.backbone, self.settings, self.model = student, backbone, settings, model
         self.resolution = self.backbone.resolution
         self.pipeline = _quiet(self.backbone.pipeline(self.settings.scheduler))
         self.encoder = PromptEncoder(self.student, self.backbone, self.settings.unconditional)
+
+    @classmethod
+    def open(cls, model: Path, overrides: dict) -> "StudentSystem":
+        """Load a run or student folder with its recorded sampler settings, changed by ``overrides``."""
+        student, backbone, settings = load_student_and_backbone(model)
+        return cls(student, backbone, replace(settings, **overrides), model)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         positive, negative = self.encoder.encode(prompts, "")
@@ -62,7 +66,8 @@ class StudentSystem(System):
 
     def describe(self) -> dict:
         meta = self.student.metadata
-        return {"kind": "student", "path": str(self.model.resolve()), "language": meta.get("language"),
+        return {"kind": "student", "path": str(self.model.resolve()) if self.model else None,
+                "language": meta.get("language"),
                 "backbone": meta.get("backbone"), "student_max_length": self.student.max_length}
 
 
@@ -202,7 +207,7 @@ def _open(model: str, baseline: str | None, recipe: Recipe, overrides: dict, mt_
         return TeacherSystem(recipe, overrides)
     path = Path(model).expanduser()
     if (path / STUDENT_CONFIG).is_file() or (path / "student" / STUDENT_CONFIG).is_file():
-        return StudentSystem(path, overrides)
+        return StudentSystem.open(path, overrides)
     if (path / "model_index.json").is_file():
         samples = recipe.samples
         return PipelineSystem(path, SamplerSettings(samples.scheduler, samples.steps, samples.guidance),
