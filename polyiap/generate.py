@@ -57,11 +57,13 @@ class PromptEncoder:
     def __init__(self, student: StudentEncoder, backbone: Backbone, unconditional: str):
         check_unconditional(student.max_length, backbone.max_length, unconditional)
         self.student, self.backbone, self.unconditional = student, backbone, unconditional
+        self.warn_truncation = True
         self.rules = Normalization(**student.metadata.get("normalization", {}))
 
     def normalize(self, prompts: list[str]) -> list[str]:
         normalized = [normalize_text(p, self.rules) for p in prompts]
-        self._warn_truncation(normalized)
+        if self.warn_truncation:
+            self._warn_truncation(normalized)
         return normalized
 
     def _warn_truncation(self, prompts: list[str]) -> None:

@@ -41,8 +41,9 @@ def resolve_model_source(source: str, role: str, option: str, revision: str | No
     except Exception:  # noqa: BLE001 - any failure here means "not in the local cache"
         pass
 
+    where = f"{option} DIR" if option.startswith("--") else f"--set {option}=DIR"
     fix = (f"download it on a machine with network access (`hf download {source} --local-dir DIR`), "
-           f"copy DIR here and pass `--set {option}=DIR`")
+           f"copy DIR here and pass `{where}`")
     if _offline_requested():
         raise ModelNotAvailableError(
             f"{role} {source!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {fix}")

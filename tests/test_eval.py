@@ -263,7 +263,7 @@ def test_changed_protocol_in_same_folder_is_refused(trained_run, random_scorers,
     before = sorted(p.name for p in output.rglob("*"))
     result = runner.invoke(app, eval_args(trained_run, output, random_scorers, "--limit", "2", "--guidance", "3"))
     assert result.exit_code == 2
-    assert "different sampling" in result.output
+    assert "sampling.guidance: 7.5 -> 3.0" in result.output
     assert "new --output" in result.output
     assert sorted(p.name for p in output.rglob("*")) == before
 
@@ -371,7 +371,7 @@ def test_compare_prints_rows_and_protocol_differences(trained_run, random_scorer
     assert result.exit_code == 0, result.output
     assert "pndm 2 / 7.5" in result.output
     assert "pndm 3 / 7.5" in result.output
-    assert "steps differs: 2, 3" in result.output
+    assert "sampling.steps differs: 2, 3" in result.output
 
 
 def test_compare_rejects_folder_without_metrics(tmp_path):
@@ -408,3 +408,80 @@ def test_eval_killed_half_way_keeps_written_images(trained_run, random_scorers, 
         assert (output / "images" / name).stat().st_mtime_ns == mtime
     assert len(list((output / "images").glob("*.png"))) == 24
     assert json.loads((output / "metrics.json").read_text())["suite"]["count"] == 24
+
+
+def test_invalid_scorers_are_all_reported_before_generating(trained_run, tmp_path):
+    garbage = tmp_path / "weights.pth"
+    garbage.write_text("not a state dict")
+    output = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--lang", "zh", "--model", str(trained_run), "--suite", "demo",
+                                 "--output", str(output), "--inception-weights", str(garbage),
+                                 "--clip-model", str(tmp_path / "no-clip")])
+    assert result.exit_code == 2
+    assert "is not torch-fidelity Inception weights" in result.output
+    assert "CLIP scorer folder" in result.output and "no-clip" in result.output
+    assert not output.exists()
+
+
+def test_hub_scorer_offline_names_the_option(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PolyiapError, match="pass `--clip-model DIR`"):
+        ClipScorer("OFA-Sys/chinese-clip-vit-large-patch14")
+
+
+def test_error_text_keeps_square_brackets():
+    import typer
+
+    from polyiap.cli.errors import handle_errors
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @handle_errors
+    def fail() -> None:
+        raise PolyiapError("install the extra: pip install 'polyiap[eval]'")
+
+    result = runner.invoke(probe, [])
+    assert result.exit_code == 2
+    assert "'polyiap[eval]'" in result.output
+
+
+def test_translate_baseline_rejects_a_model(trained_run, tmp_path):
+    result = runner.invoke(app, ["eval", "--lang", "zh", "--model", str(trained_run), "--baseline", "translate",
+                                 "--mt-model", "x", "--output", str(tmp_path / "o")], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert "leave --model out" in result.output
+
+
+def test_resolution_must_be_a_multiple_of_eight(trained_run, random_scorers, tmp_path):
+    output = tmp_path / "eval"
+    result = runner.invoke(app, eval_args(trained_run, output, random_scorers, "--limit", "2", "--resolution", "30"))
+    assert result.exit_code == 2
+    assert "--resolution 30 is not a multiple of 8, which the VAE needs; use 24 or 32" in result.output
+    fixed = runner.invoke(app, eval_args(trained_run, output, random_scorers, "--limit", "2", "--resolution", "32"))
+    assert fixed.exit_code == 0, fixed.output
+
+
+def test_protocol_without_images_can_be_replaced(trained_run, random_scorers, zh, tmp_path):
+    suite = load_suite(zh, "demo", limit=2)
+    scorers = Scorers.resolve(["clip_score"], None, str(random_scorers["clip"]))
+    output = tmp_path / "eval"
+    with pytest.raises(Interrupted):
+        run_eval(EvalRun(FailsAfter(StudentSystem.open(trained_run, FEW_STEPS), 0), suite, output, scorers))
+    record = run_eval(EvalRun(StudentSystem.open(trained_run, {"steps": 3}), suite, output, scorers))
+    assert record["sampling"]["steps"] == 3
+
+
+def test_compare_lists_scorer_differences(trained_run, random_scorers, tmp_path):
+    first = tmp_path / "first"
+    args = ["eval", "--lang", "zh", "--model", str(trained_run), "--suite", "demo", "--limit", "2", "--steps", "2",
+            "--output", str(first), "--clip-model", str(random_scorers["clip"]), "--metrics", "clip_score"]
+    assert runner.invoke(app, args).exit_code == 0
+    second = tmp_path / "second"
+    second.mkdir()
+    record = json.loads((first / "metrics.json").read_text())
+    record["scorers"]["clip"]["sha256"] = "f" * 64
+    (second / "metrics.json").write_text(json.dumps(record))
+    result = runner.invoke(app, ["eval", "compare", str(first), str(second)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    assert "scorers.clip.sha256 differs" in result.output

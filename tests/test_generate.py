@@ -99,6 +99,21 @@ def test_generate_command_writes_files(trained_run, tmp_path):
                                                            "001-seed8.png"]
 
 
+def test_generate_records_normalized_prompt(trained_run, tmp_path):
+    from PIL import Image
+
+    output = tmp_path / "out"
+    result = runner.invoke(app, ["generate", "--model", str(trained_run), "--prompt", "一隻熊", "--prompt", " ",
+                                 "--steps", "2", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "empty --prompt gives the unconditional image" in result.output
+    record = json.loads((output / "generate.json").read_text(encoding="utf-8"))
+    assert record["images"][0]["prompt"] == "一隻熊"
+    assert record["images"][0]["normalized_prompt"] == "一只熊"
+    with Image.open(output / "000-seed0.png") as image:
+        assert image.text == {"prompt": "一隻熊", "normalized_prompt": "一只熊", "seed": "0"}
+
+
 def test_generate_rejects_non_run_folder(tmp_path):
     result = runner.invoke(app, ["generate", "--model", str(tmp_path), "--prompt", "一只熊", "--output",
                                  str(tmp_path / "out")])

@@ -16,4 +16,6 @@ def make_sampler(name: str, scheduler_config: dict):
     if name == "pndm":
         # Stable Diffusion's own sampling setting: PNDM without the initial Runge-Kutta steps.
         config["skip_prk_steps"] = True
+    if name == "ddim":
+        config["clip_sample"] = False  # latents are not bounded to [-1, 1], unlike pixels
     return getattr(diffusers, SAMPLERS.get(name)).from_config(config)

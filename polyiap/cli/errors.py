@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from polyiap.errors import PolyiapError
 
@@ -25,7 +26,7 @@ def handle_errors(command):
         except PolyiapError as error:
             if os.environ.get("POLYIAP_DEBUG"):
                 logging.getLogger("polyiap").exception("failed")
-            stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             stderr.print("interrupted; the last complete checkpoint is intact (continue with --resume latest)")

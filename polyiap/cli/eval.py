@@ -19,18 +19,21 @@ app = typer.Typer(help="Measure a model on an evaluation suite (FID, CLIP score)
 def eval_command(
     ctx: typer.Context,
     lang: str = typer.Option(None, "--lang", help="language pack code, such as zh"),
-    model: str = typer.Option(None, "--model", help="run or student folder, a diffusers pipeline folder, or `teacher`"),
+    model: str = typer.Option(None, "--model", help="run or student folder, a diffusers pipeline folder, or `teacher`; "
+                                                    "leave it out with --baseline"),
     suite: str = typer.Option("demo", "--suite", help="evaluation suite declared in the pack"),
     output: Path = typer.Option(None, "--output", "-o", help="folder for images, metrics.json and report.html"),
     captions: Path = typer.Option(None, "--captions", help="caption file of the suite (overrides the pack)"),
     images: Path = typer.Option(None, "--images", help="folder of the suite's reference images (overrides the pack)"),
-    limit: int = typer.Option(None, "--limit", min=2, help="use the first N captions only"),
+    limit: int = typer.Option(None, "--limit", min=2, help="use the first N captions only (at least 2, as FID "
+                                                          "needs two images)"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="captions per generation batch"),
     seed: int = typer.Option(0, "--seed", help="caption i is generated with seed + i"),
     steps: int = typer.Option(None, "--steps", min=1, help="sampling steps; default: the run's recipe"),
     guidance: float = typer.Option(None, "--guidance", min=0.0, help="guidance scale; default: the run's recipe"),
     scheduler: str = typer.Option(None, "--scheduler", help="pndm, ddim, euler or dpm++; default: the run's recipe"),
-    resolution: int = typer.Option(None, "--resolution", min=8, help="image size; default: the backbone's"),
+    resolution: int = typer.Option(None, "--resolution", min=8, help="image size, a multiple of 8; default: the "
+                                                                    "backbone's"),
     recipe: str = typer.Option(None, "--recipe", help="recipe whose backbone and sampler the teacher, translate and "
                                                       "pipeline models use; default: the pack's reference recipe"),
     backbone: str = typer.Option(None, "--backbone", help="local folder of the recipe's backbone (teacher, translate)"),
@@ -43,12 +46,18 @@ def eval_command(
     """Generate one image per caption of a suite with fixed seeds and measure FID and CLIP score."""
     if ctx.invoked_subcommand is not None:
         return
+    if baseline is not None:
+        if model not in (None, "teacher"):
+            raise typer.BadParameter(f"--baseline {baseline} evaluates the recipe's backbone, so --model {model} "
+                                     "would be ignored; leave --model out")
+        model = "teacher"
     missing = [name for name, value in (("--lang", lang), ("--model", model), ("--output", output)) if value is None]
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)} (see `polyiap eval --help`)")
     from polyiap.eval.runner import EvalRun, Scorers, run_eval
     from polyiap.eval.suites import load_suite
     from polyiap.eval.systems import open_system
+    from polyiap.hub import resolve_model_source
     from polyiap.packs import load_pack
     from polyiap.recipes import load_recipe
 
@@ -58,6 +67,8 @@ def eval_command(
                               clip_model or pack.clip_model)
     the_recipe = load_recipe(recipe or pack.reference_recipe,
                              [f"backbone.source={backbone}"] if backbone else [])
+    if model == "teacher" and the_recipe.backbone.source:
+        resolve_model_source(the_recipe.backbone.source, "backbone", "--backbone", the_recipe.backbone.revision)
     overrides = {k: v for k, v in {"steps": steps, "guidance": guidance, "scheduler": scheduler}.items() if v is not None}
     system = open_system(model, baseline, the_recipe, overrides, mt_model, resolution)
     with _progress() as progress:
@@ -93,7 +104,8 @@ def compare_command(folders: list[Path] = typer.Argument(..., help="output folde
         sampler = f"{row.sampling['scheduler']} {row.sampling['steps']} / {row.sampling['guidance']}"
         table.add_row(row.folder.name, row.model, row.suite, str(row.count), _number(row.fid),
                       _number(row.clip_score), sampler, "yes" if row.comparable else "no")
-    Console().print(table)
+    terminal = Console()
+    Console(width=None if terminal.is_terminal else 200).print(table)
     for line in protocol_differences(rows):
         console.print(f"[yellow]protocols differ:[/] {line}")
 

@@ -26,21 +26,29 @@ def generate_command(
     """Generate images from PROMPTs with a trained student and its frozen backbone."""
     from dataclasses import asdict, replace
 
-    from polyiap.generate import generate_images, load_student_and_backbone
+    from polyiap.generate import PromptEncoder, generate_images, load_student_and_backbone
     from polyiap.train.samples import save_png
 
     student, backbone, settings = load_student_and_backbone(model)
+    for prompt in prompts:
+        if not prompt.strip():
+            console.print("[yellow]warning:[/] an empty --prompt gives the unconditional image (no text guidance)")
     overrides = {"steps": steps, "guidance": guidance, "scheduler": scheduler}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     results = generate_images(student, backbone, prompts, settings, negative_prompt, seed, num_images)
+    normalized = PromptEncoder(student, backbone, settings.unconditional)
+    normalized.warn_truncation = False
+    given = normalized.normalize(prompts)
 
     output.mkdir(parents=True, exist_ok=True)
     files = []
     for prompt_index, images in enumerate(results):
         for image_index, image in enumerate(images):
             path = output / f"{prompt_index:03d}-seed{seed + image_index}.png"
-            save_png(image, path)
-            files.append({"prompt": prompts[prompt_index], "seed": seed + image_index, "file": path.name})
+            text = {"prompt": prompts[prompt_index], "normalized_prompt": given[prompt_index],
+                    "seed": str(seed + image_index)}
+            save_png(image, path, text)
+            files.append({**text, "seed": seed + image_index, "file": path.name})
     record = {"model": str(model), "negative_prompt": negative_prompt, **asdict(settings), "images": files}
     (output / "generate.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     console.print(f"[green]wrote[/] {len(files)} image(s) to {output}")

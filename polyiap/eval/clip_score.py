@@ -4,6 +4,7 @@ The computation is ours: unit-normalised projected image and text embeddings, th
 (image, caption) pair, clipped at zero and scaled by 100, as CLIP score is usually reported.
 """
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -30,7 +31,16 @@ class ClipScorer:
             raise PolyiapError(f"{folder} is not a Chinese CLIP folder ({error}); pass a folder written by "
                                "ChineseCLIPModel.save_pretrained with its processor, via --clip-model") from None
         self.random_init = bool(getattr(self.model.config, RANDOM_INIT_MARK, False))
-        self.batch_size = batch_size
+        self.folder, self.batch_size = folder.resolve(), batch_size
+
+    def weights_sha256(self) -> str:
+        """Return one SHA-256 over the folder's weight files, in name order."""
+        digest = hashlib.sha256()
+        for path in sorted(self.folder.glob("*.safetensors")) + sorted(self.folder.glob("*.bin")):
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
 
     def _max_text_length(self) -> int:
         limit = self.model.config.text_config.max_position_embeddings

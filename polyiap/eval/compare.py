@@ -5,10 +5,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyiap.errors import PolyiapError
-from polyiap.eval.runner import METRICS_FILE
+from polyiap.eval.runner import METRICS_FILE, differences
 
-# Sampling fields that must agree for two rows to be compared under one protocol.
-PROTOCOL_FIELDS = ("scheduler", "steps", "guidance", "resolution", "seed")
+# Parts of metrics.json that make up the protocol; the model is what a comparison varies.
+PROTOCOL_SECTIONS = ("suite", "sampling", "scorers", "versions")
+# Scorer fields that name where a file was, not what it was.
+LOCATION_FIELDS = ("path", "source")
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Row:
     clip_score: float | None
     comparable: bool
     sampling: dict
+    protocol: dict
 
 
 def load_rows(folders: list[Path]) -> list[Row]:
@@ -34,18 +37,32 @@ def load_rows(folders: list[Path]) -> list[Row]:
         name = Path(model["path"]).name if model.get("path") else model["kind"]
         rows.append(Row(folder, name, record["suite"]["name"], record["suite"]["count"],
                         record["metrics"].get("fid"), record["metrics"].get("clip_score"),
-                        record["comparable_to_published"], record["sampling"]))
+                        record["comparable_to_published"], record["sampling"], _protocol(record)))
     return rows
 
 
+def _protocol(record: dict) -> dict:
+    protocol = {section: record.get(section, {}) for section in PROTOCOL_SECTIONS}
+    protocol["suite"] = {k: v for k, v in protocol["suite"].items() if k != "images"}
+    protocol["scorers"] = {name: {k: v for k, v in scorer.items() if k not in LOCATION_FIELDS}
+                           for name, scorer in protocol["scorers"].items()}
+    return protocol
+
+
 def protocol_differences(rows: list[Row]) -> list[str]:
-    """Return one line per field on which the rows' protocols differ."""
+    """Return one line per protocol field on which any row differs from the first."""
+    fields: dict[str, list] = {}
+    for row in rows[1:]:
+        for key in differences(rows[0].protocol, row.protocol):
+            fields.setdefault(key, [])
     lines = []
-    for name, values in (("suite", [r.suite for r in rows]), ("count", [r.count for r in rows])):
-        if len(set(values)) > 1:
-            lines.append(f"{name} differs: {', '.join(map(str, values))}")
-    for name in PROTOCOL_FIELDS:
-        values = [r.sampling.get(name) for r in rows]
-        if len(set(map(str, values))) > 1:
-            lines.append(f"{name} differs: {', '.join(map(str, values))}")
+    for key in fields:
+        values = [_lookup(row.protocol, key) for row in rows]
+        lines.append(f"{key} differs: {', '.join(map(str, values))}")
     return lines
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree

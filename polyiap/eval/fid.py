@@ -46,7 +46,20 @@ def find_inception_weights(path: Path | None) -> InceptionWeights:
         raise PolyiapError(
             f"Inception weights for FID not found: {where} is not a file. Download {INCEPTION_URL} on a machine "
             f"with network access, copy it here and pass --inception-weights PATH (or place it at {cached})")
-    return InceptionWeights(candidate, _sha256(candidate))
+    _check_loadable(candidate)
+    return InceptionWeights(candidate.resolve(), _sha256(candidate))
+
+
+def _check_loadable(path: Path) -> None:
+    """Build torch-fidelity's Inception network from ``path`` once, so a wrong file fails before generation."""
+    require_torch_fidelity()
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    except Exception as error:  # noqa: BLE001 - unpickling and state-dict errors have many types
+        raise PolyiapError(f"{path} is not torch-fidelity Inception weights ({type(error).__name__}: "
+                           f"{str(error)[:200]}); pass the file {INCEPTION_FILE} with --inception-weights") from None
 
 
 def _sha256(path: Path) -> str:

@@ -25,7 +25,7 @@ def write_report(output: Path, record: dict, items: list[SuiteItem], prompts: di
     """Write ``output/report.html`` for the evaluation ``record`` (the content of metrics.json)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>polyiap eval: "
              f"{escape(_model_name(record))} on {escape(record['suite']['name'])}</title><style>{_STYLE}</style>"
-             f"</head><body><h1>{escape(_model_name(record))} on {escape(record['suite']['name'])}</h1>",
+             f"</head><body><h1>Model {escape(_model_name(record))}, suite {escape(record['suite']['name'])}</h1>",
              _comparability(record), _metrics_table(record), _protocol_table(record),
              f"<h2>First {len(items)} of {record['suite']['count']} captions</h2>"
              "<p>Each pair: the generated image, then the suite's reference image.</p>",

@@ -13,6 +13,7 @@ images; a re-run keeps every image whose recorded caption, seed and size match a
 """
 
 import json
+import logging
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from polyiap.eval.report import write_report
 from polyiap.eval.suites import Suite, SuiteItem
 from polyiap.eval.systems import System, settings_record
 
+logger = logging.getLogger(__name__)
+
 METRICS = ("fid", "clip_score")
 PROTOCOL_FILE = "eval.json"
 METRICS_FILE = "metrics.json"
@@ -48,15 +51,22 @@ class Scorers:
         unknown = sorted(set(metrics) - set(METRICS))
         if unknown or not metrics:
             raise PolyiapError(f"--metrics {','.join(metrics)!r}: choose one or more of {', '.join(METRICS)}")
-        scorers = cls()
+        scorers, problems = cls(), []
         if "fid" in metrics:
-            require_torch_fidelity()
-            scorers.inception = find_inception_weights(inception_path)
+            try:
+                scorers.inception = find_inception_weights(inception_path)
+            except PolyiapError as error:
+                problems.append(str(error))
         if "clip_score" in metrics:
-            if not clip_source:
-                raise PolyiapError("CLIP score needs a Chinese CLIP model: the language pack names no clip_model; "
-                                   "pass --clip-model PATH")
-            scorers.clip = ClipScorer(clip_source)
+            try:
+                if not clip_source:
+                    raise PolyiapError("CLIP score needs a Chinese CLIP model and the language pack names no "
+                                       "clip_model; pass --clip-model PATH")
+                scorers.clip = ClipScorer(clip_source)
+            except PolyiapError as error:
+                problems.append(str(error))
+        if problems:
+            raise PolyiapError(" | ".join(problems))
         return scorers
 
     def describe(self) -> dict:
@@ -65,7 +75,8 @@ class Scorers:
             record["inception"] = {"path": str(self.inception.path), "sha256": self.inception.sha256,
                                    "official": self.inception.official}
         if self.clip:
-            record["clip"] = {"source": self.clip.source, "random_init": self.clip.random_init}
+            record["clip"] = {"source": self.clip.source, "path": str(self.clip.folder),
+                              "sha256": self.clip.weights_sha256(), "random_init": self.clip.random_init}
         return record
 
 
@@ -118,18 +129,33 @@ def _claim_output(output: Path, protocol: dict) -> None:
     """Record the protocol in a new folder, or check that a re-run matches the one recorded."""
     path = output / PROTOCOL_FILE
     expected = {k: v for k, v in protocol.items() if k != "suite"} | {"suite": protocol["suite"]["name"]}
-    if path.is_file():
+    has_images = any((output / "images").glob("*.png"))
+    if path.is_file() and has_images:
         recorded = json.loads(path.read_text(encoding="utf-8"))
-        for key in expected:
-            if recorded.get(key) != expected[key]:
-                raise PolyiapError(
-                    f"{output} contains an evaluation with a different {key} ({recorded.get(key)} instead of "
-                    f"{expected[key]}); its images cannot be reused: pass a new --output folder")
+        changes = [f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences(recorded, expected).items()]
+        if changes:
+            raise PolyiapError(f"{output} contains images of another evaluation protocol ({'; '.join(changes)}); "
+                               "they cannot be reused: pass a new --output folder")
+        return
+    if path.is_file():  # started, but no image written yet: the new protocol replaces it
+        _write_json(path, expected)
         return
     if output.is_dir() and any(output.iterdir()):
         raise PolyiapError(f"{output} is not empty and contains no {PROTOCOL_FILE}; pass a new or empty --output folder")
     output.mkdir(parents=True, exist_ok=True)
     _write_json(path, expected)
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """Return {dotted key: (old value, new value)} for every leaf on which two nested dicts differ."""
+    result = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            result.update(differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            result[f"{prefix}{key}"] = (a, b)
+    return result
 
 
 def _image_path(output: Path, item: SuiteItem) -> Path:
@@ -157,6 +183,10 @@ def _generate_missing(run: EvalRun) -> dict[int, str]:
     """Generate every image not yet written; return the prompt given to the model per caption index."""
     items, seeds = run.suite.items, run.seeds(run.suite.items)
     todo = [(item, seed) for item, seed in zip(items, seeds) if not _is_done(run, item, seed)]
+    others = len(list((run.output / "images").glob("*.png"))) - (len(items) - len(todo))
+    if others > 0:
+        logger.info("%d image(s) in %s belong to captions outside this evaluation (another --limit); "
+                    "the metrics use the %d captions of this run", others, run.output / "images", len(items))
     done = len(items) - len(todo)
     run.on_progress(done, len(items))
     partial = run.output / ".partial"

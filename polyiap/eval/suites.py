@@ -67,16 +67,25 @@ def _suite_path(override: Path | None, declared: str | None, pack: LanguagePack,
 
 def _read_rows(path: Path, file_format: str) -> list[dict]:
     text = path.read_text(encoding="utf-8")
-    try:
-        if file_format == "aic-icc":
+    if file_format == "aic-icc":
+        try:
             rows = json.loads(text)
-            if not isinstance(rows, list):
-                raise DataError(f"{path} is not an AI Challenger caption file (expected a JSON list of objects)")
-            return rows
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path} is not valid {'JSON' if file_format == 'aic-icc' else 'JSONL'}: {error}; "
-                        f"check the suite's format in the language pack") from None
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path} is not valid JSON ({error}); the aic-icc format is the AI Challenger caption "
+                            "file, a JSON list of objects") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{path} is not an AI Challenger caption file (expected a JSON list of objects)")
+        return rows
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: invalid JSON ({error.msg}); each line of a jsonl suite file must be "
+                            "one JSON object") from None
+    return rows
 
 
 def _items(rows: list[dict], spec: EvalSuite, pack: LanguagePack, captions_file: Path, images_dir: Path,
@@ -102,7 +111,8 @@ def _items(rows: list[dict], spec: EvalSuite, pack: LanguagePack, captions_file:
 def _field(row: dict, field: str, line: int, path: Path):
     if field not in row:
         raise DataError(f"{path} row {line} has no field {field!r} (fields: {', '.join(sorted(row))}); "
-                        "set the suite's caption_field / image_field in the language pack")
+                        "rename the field in the file, or copy the language pack, set the suite's caption_field / "
+                        "image_field there and pass the copy with --lang PATH")
     return row[field]
 
 

@@ -59,6 +59,11 @@ class StudentSystem(System):
         student, backbone, settings = load_student_and_backbone(model)
         return cls(student, backbone, replace(settings, **overrides), model)
 
+    def check_suite(self, items: list[SuiteItem]) -> None:
+        """Warn once about captions longer than the student's length, before generation starts."""
+        self.encoder.normalize([item.caption for item in items])
+        self.encoder.warn_truncation = False
+
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         positive, negative = self.encoder.encode(prompts, "")
         return run_pipeline(self.pipeline, self.settings, seeds, self.resolution,
@@ -67,8 +72,8 @@ class StudentSystem(System):
     def describe(self) -> dict:
         meta = self.student.metadata
         return {"kind": "student", "path": str(self.model.resolve()) if self.model else None,
-                "language": meta.get("language"),
-                "backbone": meta.get("backbone"), "student_max_length": self.student.max_length}
+                "language": meta.get("language"), "backbone": meta.get("backbone"),
+                "backbone_folder": str(self.backbone.source), "student_max_length": self.student.max_length}
 
 
 class TeacherSystem(System):
@@ -188,6 +193,9 @@ def _quiet(pipeline):
 def open_system(model: str, baseline: str | None, recipe: Recipe, overrides: dict, mt_model: str | None,
                 resolution: int | None) -> System:
     """Return the system that ``--model`` (and ``--baseline``) name, sampling at ``resolution`` when given."""
+    if resolution is not None and resolution % 8:
+        raise PolyiapError(f"--resolution {resolution} is not a multiple of 8, which the VAE needs; "
+                           f"use {resolution // 8 * 8 or 8} or {resolution // 8 * 8 + 8}")
     system = _open(model, baseline, recipe, overrides, mt_model, resolution)
     system.resolution = resolution or system.resolution
     return system

@@ -37,8 +37,14 @@ def sample_grid(backbone: Backbone, student: StudentEncoder, prompts: list[str],
     return grid
 
 
-def save_png(image: Image.Image, path: Path) -> None:
+def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
+    """Write ``image`` to ``path`` whole (through a temporary file), with ``text`` as PNG text chunks."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp.png")
-    image.save(temporary)
+    image.save(temporary, pnginfo=info)
     os.replace(temporary, path)
