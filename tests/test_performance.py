@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from polyiap.cli.app import app
 from polyiap.errors import PolyiapError
-from polyiap.train.latents_cache import LatentsCache, build_latents_cache, cache_key
+from polyiap.train.latents_cache import (COMMAND, build_latents_cache, cache_key, check_latents_cache,
+                                         open_latents_cache)
 
 runner = CliRunner()
 SHORT = ["--set", "train.max_steps=4", "--set", "train.log_every=1", "--set", "train.eval_every=4",
@@ -56,8 +57,8 @@ def test_cached_latents_train_like_pixels(tmp_path, latents_cache):
 
 
 def test_cache_covers_every_shipped_photo(latents_cache):
-    cache = LatentsCache.open(latents_cache)
-    assert len(cache.images) == 111
+    cache = open_latents_cache(latents_cache)
+    assert len(cache.names) == 111
     assert cache.shard_count == 3
     assert cache.missing_shards() == []
     assert cache.key["resolution"] == 64
@@ -81,13 +82,13 @@ def test_cache_of_another_vae_is_rejected(tmp_path, latents_cache, tiny_backbone
     record["key"]["vae_sha256"] = "0" * 64
     (copy / "cache.json").write_text(json.dumps(record))
     with pytest.raises(PolyiapError, match="stale: it was built with vae_sha256"):
-        LatentsCache.open(copy).check(cache_key(tiny_backbone, 64), [])
+        check_latents_cache(open_latents_cache(copy), tiny_backbone, 64, [])
 
 
 def test_cache_missing_images_is_rejected(latents_cache, tiny_backbone):
-    cache = LatentsCache.open(latents_cache)
-    with pytest.raises(PolyiapError, match="lacks 1 of this run's images.*elsewhere.jpg"):
-        cache.check(cache_key(tiny_backbone, 64), cache.images + ["elsewhere.jpg"])
+    cache = open_latents_cache(latents_cache)
+    with pytest.raises(PolyiapError, match="lacks 1 of this run's entries.*elsewhere.jpg"):
+        cache.check(cache_key(tiny_backbone, 64), cache.names + ["elsewhere.jpg"], COMMAND)
 
 
 def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone):
@@ -100,16 +101,16 @@ def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone)
     (copy / "shard-00001.safetensors").unlink()
     (copy / "shard-00002.safetensors").write_bytes(b"truncated")
     kept = (copy / "shard-00000.safetensors").stat().st_mtime_ns
-    cache = LatentsCache.open(copy)
+    cache = open_latents_cache(copy)
     assert cache.missing_shards() == [1, 2]
 
     progress = []
     data_root = Path(load_recipe("demo").data.source).parent
-    build_latents_cache(tiny_backbone, cache.images, data_root, 64, copy, shard_size=40,
+    build_latents_cache(tiny_backbone, cache.names, data_root, 64, copy, shard_size=40,
                         on_progress=lambda done, total: progress.append(done))
     assert progress[0] == 40  # the first shard was kept
     assert (copy / "shard-00000.safetensors").stat().st_mtime_ns == kept
-    assert LatentsCache.open(copy).missing_shards() == []
+    assert open_latents_cache(copy).missing_shards() == []
     for shard in (1, 2):
         assert (copy / f"shard-{shard:05d}.safetensors").read_bytes() == \
             (latents_cache / f"shard-{shard:05d}.safetensors").read_bytes()
@@ -123,15 +124,64 @@ def test_cache_into_foreign_folder_is_refused(tmp_path):
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
+@pytest.fixture(scope="module")
+def teacher_cache(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("teacher") / "cache"
+    result = runner.invoke(app, ["cache", "teacher", "--lang", "zh", "--recipe", "demo", "--output", str(output),
+                                 "--shard-size", "200"])
+    assert result.exit_code == 0, result.output
+    return output
+
+
+def test_teacher_cache_holds_every_caption_and_the_empty_one(teacher_cache, demo_rows):
+    from polyiap.train.teacher_cache import open_teacher_cache
+
+    cache = open_teacher_cache(teacher_cache)
+    assert "" in cache.names
+    assert set(cache.names) == {row["en"] for row in demo_rows} | {""}
+    assert cache.fields == ["sequence"]
+
+
+def test_cached_teacher_trains_like_encoding(tmp_path, teacher_cache, latents_cache):
+    assert transfer(tmp_path / "plain").exit_code == 0
+    result = transfer(tmp_path / "cached", "--set", f"data.teacher_cache={teacher_cache}",
+                      "--set", f"data.latents_cache={latents_cache}")
+    assert result.exit_code == 0, result.output
+    assert train_losses(tmp_path / "cached") == pytest.approx(train_losses(tmp_path / "plain"), rel=1e-4)
+
+
+def test_teacher_cache_used_as_latents_cache_is_rejected(tmp_path, teacher_cache):
+    result = transfer(tmp_path / "run", "--set", f"data.latents_cache={teacher_cache}")
+    assert result.exit_code == 2
+    assert "is a teacher cache, not a latents cache" in result.output
+
+
+def test_stale_teacher_cache_is_rejected(tmp_path, teacher_cache, tiny_backbone):
+    from polyiap.train.teacher_cache import CachedTeacher, open_teacher_cache
+
+    copy = tmp_path / "cache"
+    copy.mkdir()
+    for path in teacher_cache.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    record = json.loads((copy / "cache.json").read_text())
+    record["key"]["max_length"] = 32
+    (copy / "cache.json").write_text(json.dumps(record))
+    with pytest.raises(PolyiapError, match="stale: it was built with max_length=32"):
+        CachedTeacher(open_teacher_cache(copy), tiny_backbone, [""])
+
+
 def test_gradient_checkpointing_keeps_gradients(bert_student_dir):
     from transformers import BertModel
+
+    from polyiap.train.setup import enable_gradient_checkpointing
 
     encoder = BertModel.from_pretrained(bert_student_dir)
     ids = torch.randint(5, 100, (2, 12))
     grads = []
     for checkpointing in (False, True):
         if checkpointing:
-            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_gradient_checkpointing(encoder)
+            assert getattr(encoder, "is_activation_checkpointing", None) or encoder.is_gradient_checkpointing
         encoder.train()
         encoder.zero_grad()
         torch.manual_seed(0)

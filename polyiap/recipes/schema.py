@@ -43,6 +43,7 @@ class DataConfig(StrictModel):
         512, gt=0, description="held-out triplets evaluated; their latents and teacher embeddings stay in memory")
     empty_prompt_rate: float = Field(0.1, ge=0, le=1, description="share of samples trained as empty prompts")
     latents_cache: str | None = Field(None, description="folder written by `polyiap cache latents` for this data")
+    teacher_cache: str | None = Field(None, description="folder written by `polyiap cache teacher` for this data")
 
 
 class LossConfig(StrictModel):

@@ -27,7 +27,9 @@ from polyiap.packs import LanguagePack
 from polyiap.pivot import LOSSES, LossInputs, PivotContext, pivot_processors
 from polyiap.recipes import Recipe
 from polyiap.train.heldout import HeldOutSet, mean_teacher_embedding
-from polyiap.train.latents_cache import CachedTripletDataset, LatentsCache, cache_key, image_keys
+from polyiap.train.latents_cache import (CachedTripletDataset, check_latents_cache, image_keys,
+                                         open_latents_cache)
+from polyiap.train.teacher_cache import CachedTeacher, caption_keys, open_teacher_cache
 from polyiap.train.plots import plot_losses
 from polyiap.train.progress import ProgressCallback, SilentProgress
 from polyiap.train.run_folder import STATE_FILE, RunFolder, replace_dir, restore_rng_state, rng_state
@@ -132,6 +134,7 @@ class _Loop:
         self.backbone, self.student, self.optimizer, self.lr_scheduler = backbone, student, optimizer, lr_scheduler
         self.context, self.micro_batch, self.progress = context, micro_batch, progress
         self.train_set = _train_set(recipe, backbone, inputs)
+        self.cached_teacher = _teacher(recipe, backbone, inputs)
         self.encode_student = torch.compile(student) if recipe.train.compile else student
         self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
         self.noise_scheduler = backbone.noise_scheduler()
@@ -220,8 +223,12 @@ class _Loop:
         student = self.accelerator.unwrap_model(self.student)
         tokens = {k: v.to(device) for k, v in student.tokenize(target).items()}
         states = self.encode_student(**tokens)
-        return LossInputs(latents, noise, timesteps, noisy, self.backbone.encode_teacher(english),
-                          TextConditioning(states))
+        if self.cached_teacher is not None:
+            frozen_dtype = next(self.backbone.denoiser().parameters()).dtype
+            teacher = self.cached_teacher.encode(english, device, frozen_dtype)
+        else:
+            teacher = self.backbone.encode_teacher(english)
+        return LossInputs(latents, noise, timesteps, noisy, teacher, TextConditioning(states))
 
     def _after_step(self, position: Position) -> None:
         position.step += 1
@@ -317,10 +324,20 @@ def _train_set(recipe: Recipe, backbone, inputs) -> TripletDataset | CachedTripl
     if recipe.data.latents_cache is None:
         return TripletDataset(inputs.train, inputs.resolution)
     data_root = Path(recipe.data.source).parent
-    cache = LatentsCache.open(Path(recipe.data.latents_cache))
-    cache.check(cache_key(backbone, inputs.resolution), image_keys(inputs.train, data_root))
-    logger.info("reading VAE posteriors of %d images from the latents cache %s", len(cache.images), cache.folder)
+    cache = open_latents_cache(Path(recipe.data.latents_cache))
+    check_latents_cache(cache, backbone, inputs.resolution, image_keys(inputs.train, data_root))
+    logger.info("reading VAE posteriors of %d images from the latents cache %s", len(cache.names), cache.folder)
     return CachedTripletDataset(inputs.train, cache, data_root)
+
+
+def _teacher(recipe: Recipe, backbone, inputs) -> CachedTeacher | None:
+    """Return the teacher-embedding cache the recipe names, checked against this run, or None."""
+    if recipe.data.teacher_cache is None:
+        return None
+    cache = open_teacher_cache(Path(recipe.data.teacher_cache))
+    teacher = CachedTeacher(cache, backbone, caption_keys(inputs.train))
+    logger.info("reading teacher embeddings of %d captions from the cache %s", len(cache.names), cache.folder)
+    return teacher
 
 
 def _on(generator: torch.Generator, device: torch.device) -> torch.Generator | None:

@@ -104,8 +104,16 @@ def apply_memory_options(recipe: Recipe, student: StudentEncoder) -> StudentEnco
         raise ConfigError(f"recipe {recipe.name}", "student.gradient_checkpointing",
                           f"{type(encoder).__name__} does not support gradient checkpointing",
                           "set student.gradient_checkpointing=false or use a transformers encoder that supports it")
-    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_gradient_checkpointing(encoder)
     return student
+
+
+def enable_gradient_checkpointing(encoder) -> None:
+    """Turn on non-reentrant activation checkpointing of a transformers encoder (either method name)."""
+    if hasattr(encoder, "activation_checkpointing_enable"):  # the name since transformers 5
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def make_optimizer(recipe: Recipe, student: StudentEncoder):
