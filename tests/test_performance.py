@@ -27,6 +27,17 @@ def train_losses(run: Path, name: str = "train_loss") -> list[float]:
     return [r[name] for r in records if name in r]
 
 
+def copy_cache(source: Path, folder: Path, **key_changes) -> Path:
+    """Copy a cache folder and change fields of its recorded key."""
+    folder.mkdir()
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    record = json.loads((folder / "cache.json").read_text())
+    record["key"].update(key_changes)
+    (folder / "cache.json").write_text(json.dumps(record))
+    return folder
+
+
 def heldout_losses(run: Path) -> list[float]:
     return train_losses(run, "heldout_pivot_loss")
 
@@ -74,13 +85,7 @@ def test_stale_cache_is_rejected(tmp_path, latents_cache):
 
 
 def test_cache_of_another_vae_is_rejected(tmp_path, latents_cache, tiny_backbone):
-    copy = tmp_path / "cache"
-    copy.mkdir()
-    for path in latents_cache.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    record = json.loads((copy / "cache.json").read_text())
-    record["key"]["vae_sha256"] = "0" * 64
-    (copy / "cache.json").write_text(json.dumps(record))
+    copy = copy_cache(latents_cache, tmp_path / "cache", vae_sha256="0" * 64)
     with pytest.raises(PolyiapError, match="stale: it was built with vae_sha256"):
         check_latents_cache(open_latents_cache(copy), tiny_backbone, 64, [])
 
@@ -94,10 +99,7 @@ def test_cache_missing_images_is_rejected(latents_cache, tiny_backbone):
 def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone):
     from polyiap.recipes import load_recipe
 
-    copy = tmp_path / "cache"
-    copy.mkdir()
-    for path in latents_cache.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+    copy = copy_cache(latents_cache, tmp_path / "cache")
     (copy / "shard-00001.safetensors").unlink()
     (copy / "shard-00002.safetensors").write_bytes(b"truncated")
     kept = (copy / "shard-00000.safetensors").stat().st_mtime_ns
@@ -159,13 +161,7 @@ def test_teacher_cache_used_as_latents_cache_is_rejected(tmp_path, teacher_cache
 def test_stale_teacher_cache_is_rejected(tmp_path, teacher_cache, tiny_backbone):
     from polyiap.train.teacher_cache import CachedTeacher, open_teacher_cache
 
-    copy = tmp_path / "cache"
-    copy.mkdir()
-    for path in teacher_cache.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    record = json.loads((copy / "cache.json").read_text())
-    record["key"]["max_length"] = 32
-    (copy / "cache.json").write_text(json.dumps(record))
+    copy = copy_cache(teacher_cache, tmp_path / "cache", max_length=32)
     with pytest.raises(PolyiapError, match="stale: it was built with max_length=32"):
         CachedTeacher(open_teacher_cache(copy), tiny_backbone, [""])
 
