@@ -485,3 +485,20 @@ def test_compare_lists_scorer_differences(trained_run, random_scorers, tmp_path)
     result = runner.invoke(app, ["eval", "compare", str(first), str(second)], env={"COLUMNS": "160"})
     assert result.exit_code == 0
     assert "scorers.clip.sha256 differs" in result.output
+
+
+def test_truncation_warned_once_per_evaluation(trained_run, random_scorers, zh, tmp_path, caplog):
+    import logging
+
+    suite = load_suite(zh, "demo")
+    student = StudentSystem.open(trained_run, FEW_STEPS)
+    lengths = [len(ids) for ids in student.student.tokenizer([i.caption for i in suite.items])["input_ids"]]
+    long_items = [item for item, length in zip(suite.items, lengths) if length > student.student.max_length]
+    assert len(long_items) >= 2, "the demo suite needs captions longer than the student's length"
+    scorers = Scorers.resolve(["clip_score"], None, str(random_scorers["clip"]))
+    suite.items = long_items[:2]
+    with caplog.at_level(logging.WARNING, logger="polyiap"):
+        run_eval(EvalRun(student, suite, tmp_path / "eval", scorers, batch_size=1))
+    warnings = [r for r in caplog.records if "exceed the student's" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "2 prompt(s)" in warnings[0].getMessage()

@@ -21,7 +21,7 @@ figcaption .given { color: #666; }
 
 
 def write_report(output: Path, record: dict, items: list[SuiteItem], prompts: dict[int, str],
-                 clip_scores: list[float] | None) -> Path:
+                 clip_scores: dict[int, float] | None) -> Path:
     """Write ``output/report.html`` for the evaluation ``record`` (the content of metrics.json)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>polyiap eval: "
              f"{escape(_model_name(record))} on {escape(record['suite']['name'])}</title><style>{_STYLE}</style>"
@@ -70,7 +70,7 @@ def _protocol_table(record: dict) -> str:
     return f"<h2>Protocol</h2><table>{rows}</table><p>Full protocol and versions: metrics.json.</p>"
 
 
-def _grid(items: list[SuiteItem], prompts: dict[int, str], clip_scores: list[float] | None) -> str:
+def _grid(items: list[SuiteItem], prompts: dict[int, str], clip_scores: dict[int, float] | None) -> str:
     figures = []
     for item in items:
         model_prompt = prompts.get(item.index, "")

@@ -108,8 +108,9 @@ def run_eval(run: EvalRun) -> dict:
               "scorers": run.scorers.describe(), "versions": _versions()}
     record["comparable_to_published"], record["not_comparable_because"] = _comparability(run)
     _write_json(run.output / METRICS_FILE, {k: v for k, v in record.items() if k != "per_image_clip_score"})
-    write_report(run.output, record, run.suite.items[:run.report_images], prompts,
-                 result.get("per_image_clip_score"))
+    scores = result.get("per_image_clip_score")
+    by_index = {item.index: score for item, score in zip(run.suite.items, scores)} if scores else None
+    write_report(run.output, record, run.suite.items[:run.report_images], prompts, by_index)
     return record
 
 
