@@ -173,35 +173,45 @@ def _recorded(path: Path) -> dict | None:
         return None
 
 
-def _is_done(run: EvalRun, item: SuiteItem, seed: int) -> bool:
+def _done_prompt(run: EvalRun, item: SuiteItem, seed: int) -> str | None:
+    """Return the recorded prompt of a complete image of ``item`` with ``seed``, or None to generate it."""
     recorded = _recorded(_image_path(run.output, item))
     size = (run.system.resolution, run.system.resolution)
-    return bool(recorded) and recorded.get("caption") == item.caption and recorded.get("seed") == str(seed) \
-        and recorded["size"] == size
+    if recorded and recorded.get("caption") == item.caption and recorded.get("seed") == str(seed) \
+            and recorded["size"] == size:
+        return recorded.get("prompt", "")
+    return None
 
 
 def _generate_missing(run: EvalRun) -> dict[int, str]:
     """Generate every image not yet written; return the prompt given to the model per caption index."""
     items, seeds = run.suite.items, run.seeds(run.suite.items)
-    todo = [(item, seed) for item, seed in zip(items, seeds) if not _is_done(run, item, seed)]
-    others = len(list((run.output / "images").glob("*.png"))) - (len(items) - len(todo))
+    prompts_by_index: dict[int, str] = {}
+    todo = []
+    for item, seed in zip(items, seeds):
+        prompt = _done_prompt(run, item, seed)
+        if prompt is None:
+            todo.append((item, seed))
+        else:
+            prompts_by_index[item.index] = prompt
+    others = len(list((run.output / "images").glob("*.png"))) - len(prompts_by_index)
     if others > 0:
         logger.info("%d image(s) in %s belong to captions outside this evaluation (another --limit); "
                     "the metrics use the %d captions of this run", others, run.output / "images", len(items))
-    done = len(items) - len(todo)
+    done = len(prompts_by_index)
     run.on_progress(done, len(items))
     partial = run.output / ".partial"
     partial.mkdir(exist_ok=True)
     for start in range(0, len(todo), run.batch_size):
         batch = todo[start:start + run.batch_size]
-        batch_items = [item for item, _ in batch]
-        prompts = run.system.prompts(batch_items)
+        prompts = run.system.prompts([item for item, _ in batch])
         images = run.system.generate(prompts, [seed for _, seed in batch])
         for (item, seed), prompt, image in zip(batch, prompts, images):
             _save_generated(image, partial, _image_path(run.output, item), item.caption, prompt, seed)
+            prompts_by_index[item.index] = prompt
         done += len(batch)
         run.on_progress(done, len(items))
-    return {item.index: _recorded(_image_path(run.output, item)).get("prompt", "") for item in items}
+    return prompts_by_index
 
 
 def _save_generated(image: Image.Image, partial: Path, path: Path, caption: str, prompt: str, seed: int) -> None:
