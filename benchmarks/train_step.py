@@ -291,7 +291,7 @@ def main() -> None:
     for latent in args.latent:
         rows = [_subprocess(args, latent, ["--case", case]) for case in args.cases]
         flops = _subprocess(args, latent, ["--flops"]) if args.device == "cpu" else None
-        report["runs"].append({"latent": latent, "rows": rows, "flops": flops,
+        report["runs"].append({"latent": rows[0]["latent"], "rows": rows, "flops": flops,
                                "bounds": bounds(flops) if flops else None})
         _print_run(report["runs"][-1])
     if args.output:
@@ -333,7 +333,8 @@ def _cuda() -> bool:
 def _machine() -> dict:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 

@@ -82,12 +82,47 @@ def test_stale_cache_is_rejected(tmp_path, latents_cache):
     assert "is stale" in result.output
     assert "resolution=64" in result.output
     assert "rebuild it" in result.output
+    assert not (tmp_path / "run").exists(), "a rejected cache must not leave a run folder behind"
+
+
+def test_cache_of_edited_images_is_rejected(tmp_path, demo_rows):
+    import shutil
+
+    from polyiap.recipes import load_recipe
+
+    data = tmp_path / "data"
+    shutil.copytree(Path(load_recipe("demo").data.source).parent, data)
+    cache = tmp_path / "cache"
+    result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--data",
+                                 str(data / "triplets.jsonl"), "--output", str(cache)])
+    assert result.exit_code == 0, result.output
+    edited = data / demo_rows[0]["image"]
+    edited.write_bytes(edited.read_bytes() + b"\0")
+    result = transfer(tmp_path / "run", "--data", str(data / "triplets.jsonl"), "--set", f"data.latents_cache={cache}")
+    assert result.exit_code == 2
+    assert "changed after the cache was built" in result.output
+
+
+def test_resuming_cache_with_other_dtype_is_refused(tmp_path, latents_cache):
+    copy = copy_cache(latents_cache, tmp_path / "cache")
+    result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--output", str(copy),
+                                 "--shard-size", "40", "--dtype", "float16"])
+    assert result.exit_code == 2
+    assert "another dtype (it was started with --dtype float32)" in result.output
+
+
+def test_cache_output_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    result = runner.invoke(app, ["cache", "teacher", "--lang", "zh", "--recipe", "demo", "--output", str(target)])
+    assert result.exit_code == 2
+    assert "is a file" in result.output
 
 
 def test_cache_of_another_vae_is_rejected(tmp_path, latents_cache, tiny_backbone):
     copy = copy_cache(latents_cache, tmp_path / "cache", vae_sha256="0" * 64)
     with pytest.raises(PolyiapError, match="stale: it was built with vae_sha256"):
-        check_latents_cache(open_latents_cache(copy), tiny_backbone, 64, [])
+        check_latents_cache(open_latents_cache(copy), tiny_backbone, 64, [], copy)
 
 
 def test_cache_missing_images_is_rejected(latents_cache, tiny_backbone):

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from polyiap.backbones import Backbone
 from polyiap.data import Triplet
 from polyiap.data.images import load_image
+from polyiap.errors import PolyiapError
 from polyiap.train.tensor_cache import CacheReader, TensorCache, build_cache
 
 KIND = "latents"
@@ -52,8 +53,26 @@ def open_latents_cache(folder: Path) -> TensorCache:
     return TensorCache.open(folder, KIND, COMMAND)
 
 
-def check_latents_cache(cache: TensorCache, backbone: Backbone, resolution: int, images: list[str]) -> None:
+def image_stamps(images: list[str], data_root: Path) -> dict[str, list]:
+    """Return {image: [size in bytes, modification time in ns]}, which change when a file is edited."""
+    stamps = {}
+    for name in images:
+        status = (data_root / name).stat()
+        stamps[name] = [status.st_size, status.st_mtime_ns]
+    return stamps
+
+
+def check_latents_cache(cache: TensorCache, backbone: Backbone, resolution: int, images: list[str],
+                        data_root: Path) -> None:
+    """Raise when the cache does not match this run, including image files changed after the build."""
     cache.check(cache_key(backbone, resolution), images, COMMAND)
+    if cache.stamps is None:
+        return
+    for name, stamp in image_stamps(images, data_root).items():
+        if cache.stamps.get(name) != stamp:
+            raise PolyiapError(f"latents cache {cache.folder} is stale: image {name!r} changed after the cache was "
+                               f"built (size and modification time differ); rebuild it with `{COMMAND}` into a "
+                               "new folder")
 
 
 def build_latents_cache(backbone: Backbone, images: list[str], data_root: Path, resolution: int, output: Path,
@@ -66,7 +85,7 @@ def build_latents_cache(backbone: Backbone, images: list[str], data_root: Path, 
         return {"mean": mean, "std": std}
 
     return build_cache(output, KIND, cache_key(backbone, resolution), images, ["mean", "std"], encode, shard_size,
-                       batch_size, dtype, on_progress)
+                       batch_size, dtype, on_progress, image_stamps(images, data_root))
 
 
 class CachedTripletDataset(Dataset):

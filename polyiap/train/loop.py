@@ -70,6 +70,9 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     micro_batch = micro_batch_size(recipe, accelerator.num_processes)
 
     inputs = load_inputs(recipe, pack)
+    # Caches are checked before the run folder is created, so a rejected cache leaves nothing behind.
+    train_set = _train_set(recipe, inputs.backbone, inputs)
+    cached_teacher = _teacher(recipe, inputs.backbone, inputs)
     if checkpoint is None and accelerator.is_main_process:
         run.prepare_new()
         run.write_config(config)
@@ -91,7 +94,7 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
                            fused_kv=recipe.loss.fused_kv)
     with pivot_processors(backbone.cross_attention_layers(), context):
         loop = _Loop(recipe, pack, run, accelerator, backbone, student, optimizer, lr_scheduler, context,
-                     inputs, micro_batch, progress)
+                     inputs, micro_batch, progress, train_set, cached_teacher)
         loop.run(position)
     return run.student_dir
 
@@ -129,12 +132,11 @@ class _Loop:
 
     def __init__(self, recipe: Recipe, pack: LanguagePack, run: RunFolder, accelerator, backbone, student,
                  optimizer, lr_scheduler, context: PivotContext, inputs, micro_batch: int,
-                 progress: ProgressCallback):
+                 progress: ProgressCallback, train_set, cached_teacher: CachedTeacher | None):
         self.recipe, self.pack, self.folder, self.accelerator = recipe, pack, run, accelerator
         self.backbone, self.student, self.optimizer, self.lr_scheduler = backbone, student, optimizer, lr_scheduler
         self.context, self.micro_batch, self.progress = context, micro_batch, progress
-        self.train_set = _train_set(recipe, backbone, inputs)
-        self.cached_teacher = _teacher(recipe, backbone, inputs)
+        self.train_set, self.cached_teacher = train_set, cached_teacher
         self.encode_student = torch.compile(student) if recipe.train.compile else student
         self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
         self.noise_scheduler = backbone.noise_scheduler()
@@ -325,7 +327,7 @@ def _train_set(recipe: Recipe, backbone, inputs) -> TripletDataset | CachedTripl
         return TripletDataset(inputs.train, inputs.resolution)
     data_root = Path(recipe.data.source).parent
     cache = open_latents_cache(Path(recipe.data.latents_cache))
-    check_latents_cache(cache, backbone, inputs.resolution, image_keys(inputs.train, data_root))
+    check_latents_cache(cache, backbone, inputs.resolution, image_keys(inputs.train, data_root), data_root)
     logger.info("reading VAE posteriors of %d images from the latents cache %s", len(cache.names), cache.folder)
     return CachedTripletDataset(inputs.train, cache, data_root)
 

@@ -11,6 +11,7 @@ missing or damaged shard, and a reader never sees half a shard.
 """
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from polyiap.errors import PolyiapError
+
+logger = logging.getLogger(__name__)
 
 CACHE_FILE = "cache.json"
 
@@ -33,6 +36,8 @@ class TensorCache:
     names: list[str]
     fields: list[str]
     shard_size: int
+    dtype: str = "float32"
+    stamps: dict[str, list] | None = None
 
     @classmethod
     def open(cls, folder: Path, kind: str, command: str) -> "TensorCache":
@@ -42,9 +47,10 @@ class TensorCache:
             raise PolyiapError(f"{folder} is not a {kind} cache (no {CACHE_FILE}); build one with `{command}`")
         record = json.loads(path.read_text(encoding="utf-8"))
         if record.get("kind") != kind:
-            raise PolyiapError(f"{folder} is a {record.get('kind')} cache, not a {kind} cache; build one with "
-                               f"`{command}`")
-        return cls(Path(folder), kind, record["key"], record["names"], record["fields"], record["shard_size"])
+            raise PolyiapError(f"{folder} is a {record.get('kind')} cache, not a {kind} cache; pass a {kind} cache "
+                               f"folder, or build one in a new folder with `{command}`")
+        return cls(Path(folder), kind, record["key"], record["names"], record["fields"], record["shard_size"],
+                   record.get("dtype", "float32"), record.get("stamps"))
 
     def shard_path(self, shard: int) -> Path:
         return self.folder / f"shard-{shard:05d}.safetensors"
@@ -79,15 +85,21 @@ class TensorCache:
                                f"example {absent[0]!r}; rebuild it for this data with `{command}`")
         missing = self.missing_shards()
         if missing:
-            raise PolyiapError(f"{self.kind} cache {self.folder} is incomplete ({len(missing)} shards missing); "
-                               f"re-run the same `{command}` command to finish it")
+            raise PolyiapError(f"{self.kind} cache {self.folder} is incomplete ({len(missing)} shard(s) missing); "
+                               f"re-run `{command}` with --output {self.folder} --shard-size {self.shard_size} "
+                               f"--dtype {self.dtype} to finish it")
 
 
 def build_cache(output: Path, kind: str, key: dict, names: list[str], fields: list[str],
                 encode: Callable[[list[str]], dict[str, torch.Tensor]], shard_size: int, batch_size: int,
-                dtype: torch.dtype, on_progress: Callable[[int, int], None]) -> TensorCache:
-    """Fill ``output`` with ``encode(batch of names)`` for every name, resuming an interrupted build."""
-    cache = _claim(output, kind, key, names, fields, shard_size)
+                dtype: torch.dtype, on_progress: Callable[[int, int], None],
+                stamps: dict[str, list] | None = None) -> TensorCache:
+    """Fill ``output`` with ``encode(batch of names)`` for every name, resuming an interrupted build.
+
+    ``stamps`` records, per name, what identifies its source file (size and modification time).
+    """
+    wanted = TensorCache(output, kind, key, names, fields, shard_size, str(dtype).removeprefix("torch."), stamps)
+    cache = _claim(wanted)
     missing = set(cache.missing_shards())
     done = sum(cache.rows(shard) for shard in range(cache.shard_count) if shard not in missing)
     on_progress(done, len(names))
@@ -102,26 +114,42 @@ def build_cache(output: Path, kind: str, key: dict, names: list[str], fields: li
             on_progress(done, len(names))
         temporary = output / f".{cache.shard_path(shard).name}.tmp"
         save_file({field: torch.cat(tensors).contiguous() for field, tensors in parts.items()}, str(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())  # readable like cache.json, for a cache shared between users
         os.replace(temporary, cache.shard_path(shard))
     return cache
 
 
-def _claim(output: Path, kind: str, key: dict, names: list[str], fields: list[str], shard_size: int) -> TensorCache:
-    """Start a cache in ``output``, or check that an existing one is the same cache."""
+def _claim(wanted: TensorCache) -> TensorCache:
+    """Start the cache ``wanted`` in its folder, or check that the folder holds that same cache."""
+    output, kind = wanted.folder, wanted.kind
+    if output.exists() and not output.is_dir():
+        raise PolyiapError(f"--output {output} is a file; pass a folder for the {kind} cache")
     if (output / CACHE_FILE).is_file():
         cache = TensorCache.open(output, kind, f"polyiap cache {kind}")
-        if (cache.key, cache.names, cache.fields, cache.shard_size) != (key, names, fields, shard_size):
-            raise PolyiapError(f"{output} contains a {kind} cache of other data, another model or shard size; "
-                               "pass a new --output folder")
+        for field in ("key", "names", "fields", "shard_size", "dtype", "stamps"):
+            if getattr(cache, field) != getattr(wanted, field):
+                hint = {"shard_size": f" (it was started with --shard-size {cache.shard_size})",
+                        "dtype": f" (it was started with --dtype {cache.dtype})"}.get(field, "")
+                raise PolyiapError(f"{output} contains a {kind} cache with another {field}{hint}; resume it with "
+                                   "the same data and options, or pass a new --output folder")
+        logger.info("resuming the %s cache in %s: %d of %d shards are complete", kind, output,
+                    cache.shard_count - len(cache.missing_shards()), cache.shard_count)
         return cache
     if output.is_dir() and any(output.iterdir()):
         raise PolyiapError(f"{output} is not empty and contains no {CACHE_FILE}; pass a new or empty --output folder")
     output.mkdir(parents=True, exist_ok=True)
-    record = {"kind": kind, "key": key, "fields": fields, "shard_size": shard_size, "names": names}
+    record = {"kind": kind, "key": wanted.key, "fields": wanted.fields, "shard_size": wanted.shard_size,
+              "dtype": wanted.dtype, "names": wanted.names, "stamps": wanted.stamps}
     temporary = output / f".{CACHE_FILE}.tmp"
     temporary.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, output / CACHE_FILE)
-    return TensorCache(output, kind, key, names, fields, shard_size)
+    return wanted
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class CacheReader:
