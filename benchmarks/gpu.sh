@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 out="${OUT:-/tmp}"
 
-python3 -c "import torch, diffusers, transformers; assert torch.cuda.is_available(), 'no CUDA device'"
+if ! python3 -c "import sys, torch, diffusers, transformers; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu.sh needs a CUDA GPU and a Python with torch, diffusers and transformers" >&2
+  exit 1
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 benchmarks/train_step.py --config sd15 --latent 64 --batch 8 --steps 5 --device cuda --dtype bfloat16 \
   --output "$out/gpu-train-step.json"

@@ -84,3 +84,11 @@ def test_wrong_columns_listed(tmp_path):
         read_triplets(path, TripletFields(target="zh"))
     assert "'english'" in str(caught.value)
     assert "data.english_field" in str(caught.value)
+
+
+def test_data_file_away_from_its_images_explains_paths(tmp_path):
+    lines = DEMO_TRIPLETS.read_text(encoding="utf-8").splitlines()[:5]
+    moved = tmp_path / "subset.jsonl"
+    moved.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="none of the 5 image files exists.*relative to the data file's folder"):
+        read_triplets(moved, TripletFields(target="zh"))

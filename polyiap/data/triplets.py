@@ -46,7 +46,7 @@ def read_triplets(source: str | Path, fields: TripletFields, file_format: str = 
     file_format = _detect_format(path) if file_format == "auto" else file_format
     rows = _read_rows(path, file_format)
 
-    triplets, skipped = [], Counter()
+    triplets, skipped, first_missing = [], Counter(), None
     for row in rows:
         image, english, target = (row.get(fields.image), row.get(fields.english), row.get(fields.target))
         if not image:
@@ -58,9 +58,14 @@ def read_triplets(source: str | Path, fields: TripletFields, file_format: str = 
         image_path = (path.parent / image).resolve()
         if not image_path.is_file():
             skipped["image file not found"] += 1
+            first_missing = first_missing or image_path
             continue
         target = normalize(target) if normalize else target
         triplets.append(Triplet(image_path, english.strip(), target))
+    if not triplets and skipped and set(skipped) == {"image file not found"}:
+        raise DataError(f"{path}: none of the {sum(skipped.values())} image files exists, for example "
+                        f"{str(first_missing)!r}; image paths are read relative to the data file's folder "
+                        f"({path.parent}), so put the file beside its images or make the paths relative to it")
     if not triplets:
         found = ", ".join(repr(column) for column in rows[0]) if rows else "none (the file is empty)"
         raise DataError(f"{path} has no usable triplets (skipped: {dict(skipped) or 'none'}); the file has the "

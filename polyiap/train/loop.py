@@ -68,6 +68,9 @@ def transfer(recipe: Recipe, pack: LanguagePack, output: Path, resume: str | Non
     elif accelerator.is_main_process:
         run.check_new()
     micro_batch = micro_batch_size(recipe, accelerator.num_processes)
+    if recipe.train.mixed_precision != "no" and not torch.cuda.is_available():
+        logger.warning("train.mixed_precision=%s on a CPU: autocast runs, but it is usually slower than float32 "
+                       "there", recipe.train.mixed_precision)
 
     inputs = load_inputs(recipe, pack)
     # Caches are checked before the run folder is created, so a rejected cache leaves nothing behind.
