@@ -98,8 +98,8 @@ def build_cache(output: Path, kind: str, key: dict, names: list[str], fields: li
 
     ``stamps`` records, per name, what identifies its source file (size and modification time).
     """
-    wanted = TensorCache(output, kind, key, names, fields, shard_size, str(dtype).removeprefix("torch."), stamps)
-    cache = _claim(wanted)
+    expected = TensorCache(output, kind, key, names, fields, shard_size, str(dtype).removeprefix("torch."), stamps)
+    cache = _claim(expected)
     missing = set(cache.missing_shards())
     done = sum(cache.rows(shard) for shard in range(cache.shard_count) if shard not in missing)
     on_progress(done, len(names))
@@ -119,15 +119,15 @@ def build_cache(output: Path, kind: str, key: dict, names: list[str], fields: li
     return cache
 
 
-def _claim(wanted: TensorCache) -> TensorCache:
-    """Start the cache ``wanted`` in its folder, or check that the folder holds that same cache."""
-    output, kind = wanted.folder, wanted.kind
+def _claim(expected: TensorCache) -> TensorCache:
+    """Start the cache ``expected`` in its folder, or check that the folder contains that same cache."""
+    output, kind = expected.folder, expected.kind
     if output.exists() and not output.is_dir():
         raise PolyiapError(f"--output {output} is a file; pass a folder for the {kind} cache")
     if (output / CACHE_FILE).is_file():
         cache = TensorCache.open(output, kind, f"polyiap cache {kind}")
         for field in ("key", "names", "fields", "shard_size", "dtype", "stamps"):
-            if getattr(cache, field) != getattr(wanted, field):
+            if getattr(cache, field) != getattr(expected, field):
                 hint = {"shard_size": f" (it was started with --shard-size {cache.shard_size})",
                         "dtype": f" (it was started with --dtype {cache.dtype})"}.get(field, "")
                 raise PolyiapError(f"{output} contains a {kind} cache with another {field}{hint}; resume it with "
@@ -138,12 +138,12 @@ def _claim(wanted: TensorCache) -> TensorCache:
     if output.is_dir() and any(output.iterdir()):
         raise PolyiapError(f"{output} is not empty and contains no {CACHE_FILE}; pass a new or empty --output folder")
     output.mkdir(parents=True, exist_ok=True)
-    record = {"kind": kind, "key": wanted.key, "fields": wanted.fields, "shard_size": wanted.shard_size,
-              "dtype": wanted.dtype, "names": wanted.names, "stamps": wanted.stamps}
+    record = {"kind": kind, "key": expected.key, "fields": expected.fields, "shard_size": expected.shard_size,
+              "dtype": expected.dtype, "names": expected.names, "stamps": expected.stamps}
     temporary = output / f".{CACHE_FILE}.tmp"
     temporary.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, output / CACHE_FILE)
-    return wanted
+    return expected
 
 
 def _umask() -> int:
