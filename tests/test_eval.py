@@ -111,7 +111,7 @@ def test_missing_reference_images_are_an_error(zh, tmp_path):
 def test_empty_caption_file_is_an_error(zh, tmp_path):
     captions = tmp_path / "empty.jsonl"
     captions.write_text("")
-    with pytest.raises(DataError, match="holds no captions"):
+    with pytest.raises(DataError, match="contains no captions"):
         load_suite(zh, "coco-cn", captions=captions, images=tmp_path)
 
 
@@ -419,7 +419,8 @@ def test_invalid_scorers_are_all_reported_before_generating(trained_run, tmp_pat
                                  "--clip-model", str(tmp_path / "no-clip")])
     assert result.exit_code == 2
     assert "is not torch-fidelity Inception weights" in result.output
-    assert "CLIP scorer folder" in result.output and "no-clip" in result.output
+    assert "CLIP scorer folder" in result.output
+    assert "no-clip" in result.output
     assert not output.exists()
 
 

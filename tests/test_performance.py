@@ -170,7 +170,7 @@ def teacher_cache(tmp_path_factory) -> Path:
     return output
 
 
-def test_teacher_cache_holds_every_caption_and_the_empty_one(teacher_cache, demo_rows):
+def test_teacher_cache_covers_captions_and_empty(teacher_cache, demo_rows):
     from polyiap.train.teacher_cache import open_teacher_cache
 
     cache = open_teacher_cache(teacher_cache)

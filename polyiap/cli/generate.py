@@ -38,14 +38,14 @@ def generate_command(
     results = generate_images(student, backbone, prompts, settings, negative_prompt, seed, num_images)
     normalized = PromptEncoder(student, backbone, settings.unconditional)
     normalized.warn_truncation = False
-    given = normalized.normalize(prompts)
+    normalized_prompts = normalized.normalize(prompts)
 
     output.mkdir(parents=True, exist_ok=True)
     files = []
     for prompt_index, images in enumerate(results):
         for image_index, image in enumerate(images):
             path = output / f"{prompt_index:03d}-seed{seed + image_index}.png"
-            text = {"prompt": prompts[prompt_index], "normalized_prompt": given[prompt_index],
+            text = {"prompt": prompts[prompt_index], "normalized_prompt": normalized_prompts[prompt_index],
                     "seed": str(seed + image_index)}
             save_png(image, path, text)
             files.append({**text, "seed": seed + image_index, "file": path.name})

@@ -2,7 +2,7 @@
 
 Output folder::
 
-    eval.json       the protocol this folder was started with; a re-run must match it
+    eval.json       the protocol this folder was started with; once images exist, a re-run must match it
     images/         00000.png ... one per caption; each PNG records its caption, prompt and seed
     reference/      the reference images, centre-cropped and resized to the generated size
     metrics.json    metric values, comparability and the full protocol

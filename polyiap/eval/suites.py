@@ -103,7 +103,7 @@ def _items(rows: list[dict], spec: EvalSuite, pack: LanguagePack, captions_file:
         if limit is not None and len(items) == limit:
             break
     if not items:
-        raise DataError(f"{captions_file} holds no captions; check the file and the suite's caption_field")
+        raise DataError(f"{captions_file} contains no captions; check the file and the suite's caption_field")
     finder.raise_missing()
     return items
 

@@ -111,7 +111,7 @@ class TeacherSystem(System):
 
 
 class TranslateSystem(TeacherSystem):
-    """The paper's "SD + Translation": translate each caption to English, then the stock backbone."""
+    """The "SD + Translation" baseline of Hu et al. 2023: translate each caption to English, then the stock backbone."""
 
     kind = "translate"
 

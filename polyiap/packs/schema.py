@@ -27,7 +27,7 @@ class StudentCandidate(StrictModel):
 
 
 class EvalSuite(StrictModel):
-    """Where an evaluation suite's captions and reference images are, and how its caption file reads.
+    """Locations and caption file layout of an evaluation suite.
 
     Relative paths are relative to the pack file. Each caption file row gives one generated image.
     """
@@ -38,7 +38,7 @@ class EvalSuite(StrictModel):
     format: Literal["jsonl", "aic-icc"] = Field(
         "jsonl", description="jsonl: one JSON object per line; aic-icc: the AI Challenger caption JSON list")
     caption_field: str = Field("caption", description="field with the target-language caption (a string or a list)")
-    caption_index: int = Field(0, ge=0, description="which caption to use when the field holds a list")
+    caption_index: int = Field(0, ge=0, description="which caption to use when the field contains a list")
     english_field: str | None = Field(None, description="field with the English caption, used by `--model teacher`")
     image_field: str = Field("image", description="field with the reference image's file name or relative path")
     one_per_image: bool = Field(False, description="keep only the first row of each reference image")

@@ -96,7 +96,7 @@ def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> Stude
 
 
 def apply_memory_options(recipe: Recipe, student: StudentEncoder) -> StudentEncoder:
-    """Enable gradient checkpointing in the student's encoder when the recipe asks for it."""
+    """Enable gradient checkpointing in the student's encoder when the recipe sets it."""
     if not recipe.student.gradient_checkpointing:
         return student
     encoder = student.encoder
