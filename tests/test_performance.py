@@ -42,13 +42,17 @@ def heldout_losses(run: Path) -> list[float]:
     return train_losses(run, "heldout_pivot_loss")
 
 
+def build_demo_cache(folder: Path, kind: str, shard_size: int) -> Path:
+    """Build a `polyiap cache` of the demo recipe in ``folder`` and return it."""
+    result = runner.invoke(app, ["cache", kind, "--lang", "zh", "--recipe", "demo", "--output", str(folder),
+                                 "--shard-size", str(shard_size)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
 @pytest.fixture(scope="module")
 def latents_cache(tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("latents") / "cache"
-    result = runner.invoke(app, ["cache", "latents", "--lang", "zh", "--recipe", "demo", "--output", str(output),
-                                 "--shard-size", "40"])
-    assert result.exit_code == 0, result.output
-    return output
+    return build_demo_cache(tmp_path_factory.mktemp("latents") / "cache", "latents", 40)
 
 
 def test_two_pass_mode_trains(tmp_path):
@@ -137,7 +141,7 @@ def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone)
     copy = copy_cache(latents_cache, tmp_path / "cache")
     (copy / "shard-00001.safetensors").unlink()
     (copy / "shard-00002.safetensors").write_bytes(b"truncated")
-    kept = (copy / "shard-00000.safetensors").stat().st_mtime_ns
+    first_shard_mtime = (copy / "shard-00000.safetensors").stat().st_mtime_ns
     cache = open_latents_cache(copy)
     assert cache.missing_shards() == [1, 2]
 
@@ -146,7 +150,7 @@ def test_interrupted_cache_build_resumes(tmp_path, latents_cache, tiny_backbone)
     build_latents_cache(tiny_backbone, cache.names, data_root, 64, copy, shard_size=40,
                         on_progress=lambda done, total: progress.append(done))
     assert progress[0] == 40  # the first shard was kept
-    assert (copy / "shard-00000.safetensors").stat().st_mtime_ns == kept
+    assert (copy / "shard-00000.safetensors").stat().st_mtime_ns == first_shard_mtime
     assert open_latents_cache(copy).missing_shards() == []
     for shard in (1, 2):
         assert (copy / f"shard-{shard:05d}.safetensors").read_bytes() == \
@@ -163,11 +167,7 @@ def test_cache_into_foreign_folder_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def teacher_cache(tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("teacher") / "cache"
-    result = runner.invoke(app, ["cache", "teacher", "--lang", "zh", "--recipe", "demo", "--output", str(output),
-                                 "--shard-size", "200"])
-    assert result.exit_code == 0, result.output
-    return output
+    return build_demo_cache(tmp_path_factory.mktemp("teacher") / "cache", "teacher", 200)
 
 
 def test_teacher_cache_covers_captions_and_empty(teacher_cache, demo_rows):

@@ -202,4 +202,5 @@ def test_two_pass_gradients_reach_only_the_student(tiny_backbone):
     loss.backward()
     assert inputs.student.sequence.grad is not None and inputs.student.sequence.grad.abs().sum() > 0
     assert all(p.grad is None for p in tiny_backbone.unet.parameters())
-    assert context.mode is None and context.targets == []
+    assert context.mode is None
+    assert context.targets == []
