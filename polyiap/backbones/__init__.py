@@ -1,6 +1,6 @@
 """Backbone adapters: load a frozen model family and expose a uniform interface."""
 
-from polyiap.backbones import sd1, tiny  # noqa: F401 - registers the adapters
+from polyiap.backbones import miniworld, sd1, tiny  # noqa: F401 - registers the adapters
 from polyiap.backbones.base import Backbone, TextConditioning
 from polyiap.backbones.registry import BACKBONES
 

@@ -51,7 +51,8 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), data: str | None =
     """Load a recipe, apply ``--set`` overrides and ``--data``, and make data paths absolute.
 
     A relative ``data.source`` in the file is relative to the recipe file; one given with ``--data`` or
-    ``--set`` is relative to the working directory.
+    ``--set`` is relative to the working directory. A ``miniworld://`` source is rendered into the cache
+    folder and replaced by the path of its triplet file.
     """
     path = recipe_path(name_or_path)
     raw = read_yaml(path, (recipes_dir(),))
@@ -70,7 +71,17 @@ def load_recipe(name_or_path: str, overrides: list[str] = (), data: str | None =
         raise _blame_override(error, list(overrides), data, related=("data.empty_prompt_rate",))
 
     source = recipe.data.source
-    if source is not None:
+    if source is not None and source.startswith("miniworld://"):
+        recipe.data.source = str(_render_miniworld(source))
+    elif source is not None:
         base = path.parent if source == file_source and data is None else Path.cwd()
         recipe.data.source = str((base / source).resolve()) if "://" not in source else source
     return recipe
+
+
+def _render_miniworld(source: str) -> Path:
+    """Render a miniature-world source into the polyiap cache folder and return its triplet file."""
+    from polyiap.backbones.tiny import cache_root
+    from polyiap.miniworld.data import materialize
+
+    return materialize(source, cache_root())
