@@ -42,6 +42,7 @@ class Backbone(ABC):
     uses_text_mask: bool = False  # whether cross-attention reads a text attention mask
     max_length: int
     resolution: int
+    vae_scale_factor: int  # image pixels per latent pixel along each side
     vae_scaling_factor: float
     scheduler_config: dict
 

@@ -33,8 +33,11 @@ def detect_family(folder: Path) -> str:
             f"{folder} holds a {name or 'unnamed'} pipeline, which no backbone family supports; supported: "
             f"{_supported()}. Use a folder of one of these pipelines or set backbone.family explicitly")
     if families == ("sd1", "sd2"):
+        # SD 2.x UNets read 1024-wide text and project in their transformer blocks with linear layers;
+        # SD 1.x UNets read 768-wide text and use 1x1 convolutions there.
         unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-        return "sd2" if unet_config.get("cross_attention_dim") == _SD2_CONTEXT_DIM else "sd1"
+        is_sd2 = unet_config.get("cross_attention_dim") == _SD2_CONTEXT_DIM or unet_config.get("use_linear_projection")
+        return "sd2" if is_sd2 else "sd1"
     return families[0]
 
 

@@ -113,7 +113,8 @@ class PixArtBackbone(Backbone):
         return {"text_encoder": self.text_encoder, "vae": self.vae, "transformer": self.transformer}
 
     def pipeline_inputs(self, positive: TextConditioning, negative: TextConditioning) -> dict:
-        return {**super().pipeline_inputs(positive, negative),
+        # The PixArt pipelines default negative_prompt to "" and reject it beside negative_prompt_embeds.
+        return {**super().pipeline_inputs(positive, negative), "negative_prompt": None,
                 "prompt_attention_mask": positive.mask, "negative_prompt_attention_mask": negative.mask}
 
     def pipeline_options(self) -> dict:

@@ -35,7 +35,8 @@ class SD1Backbone(Backbone):
         self.scheduler_config = scheduler_config
         self.context_dim = unet.config.cross_attention_dim
         self.max_length = tokenizer.model_max_length
-        self.resolution = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.resolution = unet.config.sample_size * self.vae_scale_factor
         self.vae_scaling_factor = vae.config.scaling_factor
         for module in self.frozen_modules().values():
             module.requires_grad_(False)
