@@ -1,11 +1,11 @@
-"""Which family a diffusers pipeline folder belongs to, read from its ``model_index.json``."""
+"""Family detection of a diffusers pipeline folder from the pipeline class in its ``model_index.json``."""
 
 import json
 from pathlib import Path
 
 from polyiap.errors import UnsupportedModelError
 
-# The pipeline classes each family loads; SD 1.x and SD 2.x share one and differ in the context width.
+# The pipeline classes each family loads. SD 1.x and SD 2.x share one and differ in their UNets.
 PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": ("sd1", "sd2"),
     "StableDiffusionXLPipeline": ("sdxl",),
@@ -30,7 +30,7 @@ def detect_family(folder: Path) -> str:
     families = PIPELINE_FAMILIES.get(name)
     if families is None:
         raise UnsupportedModelError(
-            f"{folder} holds a {name or 'unnamed'} pipeline, which no backbone family supports; supported: "
+            f"{folder} contains a {name or 'unnamed'} pipeline, which no backbone family supports; supported: "
             f"{_supported()}. Use a folder of one of these pipelines or set backbone.family explicitly")
     if families == ("sd1", "sd2"):
         # SD 2.x UNets read 1024-wide text and project in their transformer blocks with linear layers;
@@ -42,13 +42,13 @@ def detect_family(folder: Path) -> str:
 
 
 def check_pipeline_class(folder: Path, family: str) -> None:
-    """Raise when ``folder`` holds a pipeline that ``family`` cannot load."""
+    """Raise when ``folder`` contains a pipeline that ``family`` cannot load."""
     name = pipeline_class(folder)
     if family in PIPELINE_FAMILIES.get(name, ()):
         return
     expected = [cls for cls, families in PIPELINE_FAMILIES.items() if family in families]
     raise UnsupportedModelError(
-        f"{folder} holds a {name or 'unnamed'} pipeline, but backbone family {family!r} loads "
+        f"{folder} contains a {name or 'unnamed'} pipeline, but backbone family {family!r} loads "
         f"{' or '.join(expected)}; set backbone.family to the folder's family ({_supported()}) or `auto`")
 
 

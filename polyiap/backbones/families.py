@@ -9,7 +9,7 @@ from polyiap.backbones.registry import BACKBONES
 
 @dataclass
 class FamilyInfo:
-    """What `polyiap backbones list` shows for one family; the numbers are None without a configuration file."""
+    """One row of `polyiap backbones list`; the numbers are None for a family without a configuration file."""
 
     family: str
     description: str

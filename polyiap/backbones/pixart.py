@@ -118,8 +118,9 @@ class PixArtBackbone(Backbone):
                 "prompt_attention_mask": positive.mask, "negative_prompt_attention_mask": negative.mask}
 
     def pipeline_options(self) -> dict:
-        # The teacher's encoding in training lower-cases without cleaning and pads to max_length tokens.
-        # Resolution binning would resize images of the models' own square size to the same size.
+        # Training encodes English captions lower-cased, without cleaning, padded to max_length tokens.
+        # Resolution binning is off because it raises for sample sizes other than 32, 64 and 128 latents,
+        # and it leaves a square image of the model's own size unchanged anyway.
         return {"clean_caption": False, "max_sequence_length": self.max_length, "use_resolution_binning": False}
 
     def pipeline(self, scheduler_name: str):

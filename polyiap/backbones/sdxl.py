@@ -107,6 +107,8 @@ class SDXLBackbone(Backbone):
         return {"text_encoder": self.text_encoder, "text_encoder_2": self.text_encoder_2, "vae": self.vae,
                 "unet": self.unet}
 
+    # NOTE: a teacher-made unconditional embedding encodes "" like an explicit empty negative prompt, whereas the
+    # stock pipeline without a negative prompt uses zeros (force_zeros_for_empty_prompt).
     def pipeline_inputs(self, positive: TextConditioning, negative: TextConditioning) -> dict:
         return {**super().pipeline_inputs(positive, negative),
                 "pooled_prompt_embeds": positive.pooled, "negative_pooled_prompt_embeds": negative.pooled}

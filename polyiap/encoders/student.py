@@ -68,8 +68,8 @@ class StudentEncoder(nn.Module):
                 conditioning: bool = False) -> torch.Tensor | TextConditioning:
         """Return the (B, L, context_dim) sequence, or with ``conditioning`` the whole `TextConditioning`.
 
-        Training calls the module itself with ``conditioning=True``, so that a distributed wrapper sees
-        the pooled head's parameters take part in the forward pass.
+        Training calls the module itself with ``conditioning=True``, so that a distributed wrapper
+        registers the pooled head's parameters as used in the forward pass.
         """
         mask = attention_mask if self.use_attention_mask else None
         hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, L, width)
