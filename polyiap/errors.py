@@ -23,3 +23,7 @@ class IncompatibleModelsError(PolyiapError):
 
 class DataError(PolyiapError):
     """Training data that is missing or unreadable."""
+
+
+class UnsupportedModelError(PolyiapError):
+    """A model folder of a kind that no backbone family loads."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from polyiap.backbones import Backbone, load_backbone
+from polyiap.backbones import Backbone, TextConditioning, load_backbone
 from polyiap.encoders import StudentEncoder, check_unconditional
 from polyiap.encoders.student import STUDENT_CONFIG
 from polyiap.errors import PolyiapError
@@ -76,12 +76,23 @@ class PromptEncoder:
     @torch.no_grad()
     def encode(self, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (prompt_embeds, negative_prompt_embeds) for the pipeline."""
-        positive = self.student.encode(self.normalize(prompts)).sequence
+        positive, uncond = self.encode_conditioning(prompts, negative)
+        return positive.sequence, uncond.sequence
+
+    @torch.no_grad()
+    def encode_conditioning(self, prompts: list[str], negative: str) -> tuple[TextConditioning, TextConditioning]:
+        """Return the conditioning of ``prompts`` and of the negative prompt (or the unconditional one)."""
+        positive = self.student.encode(self.normalize(prompts))
         if negative or self.unconditional == "student":
-            uncond = self.student.encode(self.normalize([negative] * len(prompts))).sequence
+            uncond = self.student.encode(self.normalize([negative] * len(prompts)))
         else:
-            uncond = self.backbone.encode_teacher([""] * len(prompts)).sequence
-        return positive, uncond.to(positive.dtype)
+            uncond = self.backbone.encode_teacher([""] * len(prompts))
+        return positive, uncond.to(positive.sequence.device, positive.sequence.dtype)
+
+    def pipeline_inputs(self, prompts: list[str], negative: str) -> dict:
+        """Return the keyword arguments that give the pipeline the conditioning of ``prompts``."""
+        return {**self.backbone.pipeline_inputs(*self.encode_conditioning(prompts, negative)),
+                **self.backbone.pipeline_options()}
 
 
 @torch.no_grad()
@@ -108,12 +119,11 @@ def generate_images(student: StudentEncoder, backbone: Backbone, prompts: list[s
     pipeline = backbone.pipeline(settings.scheduler)
     pipeline.set_progress_bar_config(disable=True)
     encoder = PromptEncoder(student, backbone, settings.unconditional)
-    positive, negative = encoder.encode(prompts, negative_prompt)
+    inputs = encoder.pipeline_inputs(prompts, negative_prompt)
     size = resolution or backbone.resolution
     results: list[list[Image.Image]] = [[] for _ in prompts]
     for index in range(num_images):
-        images = run_pipeline(pipeline, settings, [seed + index] * len(prompts), size,
-                              prompt_embeds=positive, negative_prompt_embeds=negative)
+        images = run_pipeline(pipeline, settings, [seed + index] * len(prompts), size, **inputs)
         for prompt_images, image in zip(results, images):
             prompt_images.append(image)
     return results

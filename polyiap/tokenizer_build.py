@@ -109,3 +109,26 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, max_length: int):
     for name, token in (("pad", "[PAD]"), ("unk", "[UNK]"), ("cls", "[CLS]"), ("sep", "[SEP]"), ("mask", "[MASK]")):
         setattr(tokenizer, f"{name}_token", token)
     return tokenizer
+
+
+def build_t5_unigram(texts: Iterable[str], vocab_size: int, max_length: int):
+    """Return a ``T5Tokenizer`` whose unigram vocabulary holds every character and the most frequent words of ``texts``.
+
+    Each piece scores the log of its relative frequency, as a trained unigram model would.
+    """
+    import math
+
+    from transformers import T5Tokenizer
+
+    words, chars = Counter(), Counter()
+    for text in texts:
+        for word in text.lower().split():
+            words["\u2581" + word] += 1
+            chars.update(word)
+    chars.update("abcdefghijklmnopqrstuvwxyz0123456789")
+    special = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", 0.0)]
+    total = sum(words.values()) + sum(chars.values())
+    frequent = sorted(words, key=lambda word: (-words[word], word))[:max(vocab_size - len(special) - len(chars), 0)]
+    pieces = [(piece, math.log(counts[piece] / total)) for counts, ordered in ((chars, sorted(chars)), (words, frequent))
+              for piece in ordered]
+    return T5Tokenizer(vocab=special + pieces, extra_ids=0, model_max_length=max_length)

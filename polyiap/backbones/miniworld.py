@@ -13,6 +13,7 @@ class MiniworldBackbone(SD1Backbone):
     """The shipped miniature-world teacher; ``source`` may name another teacher trained the same way."""
 
     family = "miniworld"
+    reference = None  # its sizes are those of the shipped folder, not of a real configuration
 
     @classmethod
     def load(cls, source: str | None, revision: str | None = None) -> "MiniworldBackbone":

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from polyiap.backbones.base import Backbone, TextConditioning
+from polyiap.backbones.detect import check_pipeline_class
 from polyiap.backbones.registry import BACKBONES
 from polyiap.errors import ModelNotAvailableError
 from polyiap.hub import resolve_model_source
@@ -22,6 +23,8 @@ class SD1Backbone(Backbone):
     """A diffusers Stable Diffusion 1.x folder (``model_index.json`` with unet, vae, text_encoder, ...)."""
 
     family = "sd1"
+    reference = "sd15"
+    pipeline_family = "sd1"  # the family whose pipeline classes a folder must have
 
     def __init__(self, source: Path, tokenizer, text_encoder, vae, unet, scheduler_config: dict):
         self.source = source
@@ -32,7 +35,8 @@ class SD1Backbone(Backbone):
         self.scheduler_config = scheduler_config
         self.context_dim = unet.config.cross_attention_dim
         self.max_length = tokenizer.model_max_length
-        self.resolution = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.resolution = unet.config.sample_size * self.vae_scale_factor
         self.vae_scaling_factor = vae.config.scaling_factor
         for module in self.frozen_modules().values():
             module.requires_grad_(False)
@@ -47,7 +51,8 @@ class SD1Backbone(Backbone):
             raise ModelNotAvailableError("backbone.source is not set; set it to a diffusers folder or hub id")
         folder = resolve_model_source(source, "backbone", "backbone.source", revision)
         check_pipeline_folder(folder, _SUBFOLDERS)
-        logger.info("loading SD 1.x backbone from %s", folder)
+        check_pipeline_class(folder, cls.pipeline_family)
+        logger.info("loading %s backbone from %s", cls.family, folder)
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
         return cls(
             folder,
@@ -88,12 +93,6 @@ class SD1Backbone(Backbone):
     def frozen_modules(self) -> dict[str, nn.Module]:
         return {"text_encoder": self.text_encoder, "vae": self.vae, "unet": self.unet}
 
-    def noise_scheduler(self):
-        """Return the training noise scheduler (DDPM with the folder's schedule)."""
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler.from_config(self.scheduler_config)
-
     def pipeline(self, scheduler_name: str):
         """Return a diffusers text-to-image pipeline on the frozen modules with the named sampler."""
         from diffusers import StableDiffusionPipeline
@@ -112,5 +111,5 @@ def check_pipeline_folder(folder: Path, subfolders: tuple[str, ...]) -> None:
     missing = [name for name in subfolders if not (folder / name).is_dir()]
     if missing:
         raise ModelNotAvailableError(
-            f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}; expected the "
+            f"{folder} is not a diffusers pipeline folder: missing {', '.join(missing)}; expected the "
             f"layout written by `DiffusionPipeline.save_pretrained` ({', '.join(subfolders)} subfolders)")

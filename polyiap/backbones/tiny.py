@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -40,15 +41,20 @@ def cache_root() -> Path:
 
 def tiny_backbone_folder(config: dict = TINY_CONFIG) -> Path:
     """Return the folder of the tiny backbone, building it first if the cache does not have it."""
+    return cached_pipeline_folder("tiny-sd1", config, build_tiny_pipeline)
+
+
+def cached_pipeline_folder(prefix: str, config: dict, build: Callable[[dict], Any]) -> Path:
+    """Return the cached folder of the pipeline that ``build(config)`` returns, building and saving it once."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_root() / "backbones" / f"tiny-sd1-{digest}"
+    folder = cache_root() / "backbones" / f"{prefix}-{digest}"
     if (folder / "model_index.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temporary folder and rename, so an interrupted build never leaves a partial model.
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
-        build_tiny_pipeline(config).save_pretrained(staging)
+        build(config).save_pretrained(staging)
         try:
             os.replace(staging, folder)
         except OSError:
@@ -56,7 +62,7 @@ def tiny_backbone_folder(config: dict = TINY_CONFIG) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built the tiny backbone in %s", folder)
+    logger.info("built the %s backbone in %s", prefix, folder)
     return folder
 
 
@@ -67,7 +73,7 @@ def build_tiny_pipeline(config: dict):
 
     from polyiap.tokenizer_build import train_clip_bpe
 
-    tokenizer = train_clip_bpe(_english_captions(), config["tokenizer_vocab_size"], config["max_length"])
+    tokenizer = train_clip_bpe(english_captions(), config["tokenizer_vocab_size"], config["max_length"])
     vae_channels = config["vae_channels"]
     latent_size = config["resolution"] // 2 ** (len(vae_channels) - 1)
 
@@ -97,7 +103,7 @@ def build_tiny_pipeline(config: dict):
                                    requires_safety_checker=False)
 
 
-def _english_captions() -> list[str]:
+def english_captions() -> list[str]:
     rows = (asset_dir("recipes") / "data" / "coco-cc" / "triplets.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(row)["en"] for row in rows if row.strip()]
 
@@ -107,6 +113,7 @@ class TinyBackbone(SD1Backbone):
     """The tiny SD 1.x-architecture model; ``source`` may name another folder built the same way."""
 
     family = "tiny"
+    reference = None  # its sizes come from TINY_CONFIG, not from a configuration file
 
     @classmethod
     def load(cls, source: str | None, revision: str | None = None) -> "TinyBackbone":

@@ -6,7 +6,7 @@ import os
 import typer
 from rich.logging import RichHandler
 
-from polyiap.cli import cache
+from polyiap.cli import backbones, cache
 from polyiap.cli import eval as eval_cli
 from polyiap.cli import miniworld, packs, recipes
 from polyiap.cli.generate import generate_command
@@ -18,6 +18,7 @@ app.add_typer(packs.app, name="packs")
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(cache.app, name="cache")
+app.add_typer(backbones.app, name="backbones")
 app.add_typer(miniworld.app, name="miniworld")
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)

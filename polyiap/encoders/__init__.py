@@ -26,7 +26,8 @@ def resolve_student_source(config: StudentConfig):
 
 
 def build_student(config: StudentConfig, max_length: int, context_dim: int, captions: list[str],
-                  seed: int, metadata: dict | None = None) -> StudentEncoder:
+                  seed: int, metadata: dict | None = None, pooled_dim: int | None = None,
+                  output_mask: bool = False) -> StudentEncoder:
     """Build the initial student from the recipe.
 
     Args:
@@ -36,6 +37,8 @@ def build_student(config: StudentConfig, max_length: int, context_dim: int, capt
         captions: target-language training captions, used only to build the ``tiny`` student's vocabulary.
         seed: seed for randomly initialised weights (the projection and ``tiny`` or ``random_init`` encoders).
         metadata: facts stored with the student.
+        pooled_dim: the backbone's pooled embedding width; the student gets a pooled head when set.
+        output_mask: whether the student's conditioning carries its padding mask.
     """
     from transformers import AutoTokenizer
 
@@ -49,7 +52,8 @@ def build_student(config: StudentConfig, max_length: int, context_dim: int, capt
             encoder = ENCODERS.get(kind)(folder, config.random_init)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             tokenizer.model_max_length = max_length
-        student = StudentEncoder(encoder, tokenizer, context_dim, max_length, config.attention_mask, kind, metadata)
+        student = StudentEncoder(encoder, tokenizer, context_dim, max_length, config.attention_mask, kind, metadata,
+                                 pooled_dim, output_mask)
     if student.projection is not None:
         logger.info("student width %d differs from the context width %d: added a linear projection",
                     student.projection.in_features, context_dim)

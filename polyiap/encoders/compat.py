@@ -4,7 +4,7 @@ from polyiap.encoders.student import StudentEncoder
 from polyiap.errors import IncompatibleModelsError
 
 
-def check_student(student: StudentEncoder, context_dim: int) -> None:
+def check_student(student: StudentEncoder, context_dim: int, pooled_dim: int | None = None) -> None:
     """Raise `IncompatibleModelsError` naming both values when the student cannot be trained as set up."""
     tokenizer, config = student.tokenizer, student.encoder.config
     problems = []
@@ -34,6 +34,9 @@ def check_student(student: StudentEncoder, context_dim: int) -> None:
     if student.context_dim != context_dim:
         problems.append(f"student output width {student.context_dim} differs from the backbone's context "
                         f"width {context_dim}; rebuild the student for this backbone")
+    if student.pooled_dim != pooled_dim:
+        problems.append(f"student pooled width {student.pooled_dim} differs from the backbone's pooled width "
+                        f"{pooled_dim}; rebuild the student for this backbone")
     if problems:
         raise IncompatibleModelsError("student and backbone are incompatible: " + "; ".join(problems))
 

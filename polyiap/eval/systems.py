@@ -65,9 +65,8 @@ class StudentSystem(System):
         self.encoder.warn_truncation = False
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
-        positive, negative = self.encoder.encode(prompts, "")
         return run_pipeline(self.pipeline, self.settings, seeds, self.resolution,
-                            prompt_embeds=positive, negative_prompt_embeds=negative)
+                            **self.encoder.pipeline_inputs(prompts, ""))
 
     def describe(self) -> dict:
         meta = self.student.metadata
@@ -102,7 +101,7 @@ class TeacherSystem(System):
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         return run_pipeline(self.pipeline, self.settings, seeds, self.resolution,
-                            prompt=prompts, negative_prompt=[""] * len(prompts))
+                            prompt=prompts, negative_prompt=[""] * len(prompts), **self.backbone.pipeline_options())
 
     def describe(self) -> dict:
         config = self.recipe.backbone

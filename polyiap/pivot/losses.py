@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from polyiap.backbones.base import Backbone, TextConditioning
+from polyiap.errors import IncompatibleModelsError
 from polyiap.pivot.processors import PivotContext
 from polyiap.registry import Registry
 
@@ -32,11 +33,18 @@ class LossInputs:
 
 
 class Objective:
-    """A training loss computed with a frozen backbone whose cross-attention layers hold pivot processors."""
+    """A training loss computed with a frozen backbone whose cross-attention layers hold pivot processors.
 
-    def __init__(self, backbone: Backbone, context: PivotContext):
+    Args:
+        backbone: the frozen backbone.
+        context: the context its pivot processors share.
+        pooled_weight: weight of the pooled-embedding term, for backbones with a pooled embedding.
+    """
+
+    def __init__(self, backbone: Backbone, context: PivotContext, pooled_weight: float = 1.0):
         self.backbone = backbone
         self.context = context
+        self.pooled_weight = pooled_weight
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
         raise NotImplementedError
@@ -52,18 +60,40 @@ class PivotLoss(Objective):
     With shared queries (the default) the denoiser runs once, conditioned on the teacher and without
     gradients. The processors add the student branch from the same detached queries, so gradients
     reach the student only through the frozen key and value projections. With ``two-pass`` queries
-    see `two_pass_loss`.
+    see `two_pass_loss`. For backbones with a pooled text embedding, ``pooled_weight`` times the MSE
+    between the student's and the teacher's pooled embeddings is added (see `pooled_loss`).
     """
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
         if self.context.queries == "two-pass":
-            return two_pass_loss(self.backbone, self.context, inputs, grad=True)
-        return pivot_loss(self.backbone, self.context, inputs, grad=True)
+            loss = two_pass_loss(self.backbone, self.context, inputs, grad=True)
+        else:
+            loss = pivot_loss(self.backbone, self.context, inputs, grad=True)
+        pooled = pooled_loss(inputs)
+        if pooled is not None and self.pooled_weight:
+            loss = loss + self.pooled_weight * pooled
+        return loss
+
+
+def pooled_loss(inputs: LossInputs) -> torch.Tensor | None:
+    """Return the MSE between the student's and the teacher's pooled embeddings, or None without a teacher pooled one.
+
+    The pivot loss cannot train a pooled embedding, because it enters the denoiser through the time
+    embedding rather than through cross-attention.
+    """
+    if inputs.teacher.pooled is None:
+        return None
+    if inputs.student.pooled is None:
+        raise IncompatibleModelsError("the backbone has a pooled text embedding but the student produces none; "
+                                      "build the student with a pooled head (pooled_dim) for this backbone")
+    return F.mse_loss(inputs.student.pooled.float(), inputs.teacher.pooled.detach().float())
 
 
 def pivot_loss(backbone: Backbone, context: PivotContext, inputs: LossInputs, grad: bool) -> torch.Tensor:
     """Run the shared-query pass and return the summed per-layer pivot loss."""
-    context.begin(inputs.student.sequence, inputs.student.mask, grad=grad)
+    with torch.set_grad_enabled(grad):
+        states, mask = backbone.pivot_inputs(inputs.student)
+    context.begin(states, mask, grad=grad)
     try:
         with torch.no_grad():
             backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.teacher)
@@ -98,11 +128,18 @@ class DenoiseLoss(Objective):
     """The ordinary diffusion loss with the student's embeddings, gradients through the frozen denoiser."""
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
-        scheduler_config = self.backbone.scheduler_config
         prediction = self.backbone.denoise(inputs.noisy_latents, inputs.timesteps, inputs.student)
-        if scheduler_config.get("prediction_type", "epsilon") == "v_prediction":
-            scheduler = self.backbone.noise_scheduler()
-            target = scheduler.get_velocity(inputs.latents, inputs.noise, inputs.timesteps)
-        else:
-            target = inputs.noise
-        return F.mse_loss(prediction.float(), target.float())
+        return F.mse_loss(prediction.float(), denoise_target(self.backbone, inputs).float())
+
+
+def denoise_target(backbone: Backbone, inputs: LossInputs) -> torch.Tensor:
+    """Return what the denoiser is trained to predict, by the scheduler's ``prediction_type``."""
+    prediction_type = backbone.scheduler_config.get("prediction_type", "epsilon")
+    if prediction_type == "epsilon":
+        return inputs.noise
+    if prediction_type == "v_prediction":
+        return backbone.noise_scheduler().get_velocity(inputs.latents, inputs.noise, inputs.timesteps)
+    if prediction_type == "sample":
+        return inputs.latents
+    raise IncompatibleModelsError(f"the backbone's scheduler has prediction_type {prediction_type!r}, which the plain "
+                                  "denoising loss does not support; use epsilon, v_prediction or sample")

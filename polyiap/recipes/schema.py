@@ -10,7 +10,8 @@ from polyiap.config import StrictModel
 class BackboneConfig(StrictModel):
     """The frozen English model."""
 
-    family: str = Field("sd1", description="backbone family, see `polyiap backbones list`")
+    family: str = Field("sd1", description="backbone family, see `polyiap backbones list`; `auto` reads it from "
+                                            "the source folder's model_index.json")
     source: str | None = Field(None, description="local diffusers folder or hub id; unused by `tiny`")
     revision: str | None = None
 
@@ -55,6 +56,9 @@ class LossConfig(StrictModel):
         "shared", description="shared: one denoiser pass, the student attends from the teacher's queries; "
                               "two-pass: a second, student-conditioned pass with gradients through the denoiser")
     fused_kv: bool = Field(True, description="compute the student's keys and values of all layers in one product")
+    pooled_weight: float = Field(
+        1.0, ge=0, description="weight of the MSE between the student's and the teacher's pooled embeddings, added "
+                               "to the pivot loss for backbones with a pooled embedding (SDXL)")
 
 
 class TrainConfig(StrictModel):

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from polyiap.backbones import TextConditioning
 from polyiap.data import TripletDataset
 from polyiap.encoders import StudentEncoder
 from polyiap.errors import PolyiapError
@@ -141,7 +140,7 @@ class _Loop:
         self.context, self.micro_batch, self.progress = context, micro_batch, progress
         self.train_set, self.cached_teacher = train_set, cached_teacher
         self.encode_student = torch.compile(student) if recipe.train.compile else student
-        self.objective = LOSSES.get(recipe.loss.name)(backbone, context)
+        self.objective = LOSSES.get(recipe.loss.name)(backbone, context, pooled_weight=recipe.loss.pooled_weight)
         self.noise_scheduler = backbone.noise_scheduler()
         heldout = inputs.heldout[:recipe.data.heldout_max_samples]
         self.heldout = HeldOutSet(heldout, backbone, inputs.resolution, recipe.train.seed + 1,
@@ -227,13 +226,13 @@ class _Loop:
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         student = self.accelerator.unwrap_model(self.student)
         tokens = {k: v.to(device) for k, v in student.tokenize(target).items()}
-        states = self.encode_student(**tokens)
+        student_conditioning = self.encode_student(**tokens, conditioning=True)
         if self.cached_teacher is not None:
             frozen_dtype = next(self.backbone.denoiser().parameters()).dtype
             teacher = self.cached_teacher.encode(english, device, frozen_dtype)
         else:
             teacher = self.backbone.encode_teacher(english)
-        return LossInputs(latents, noise, timesteps, noisy, teacher, TextConditioning(states))
+        return LossInputs(latents, noise, timesteps, noisy, teacher, student_conditioning)
 
     def _after_step(self, position: Position) -> None:
         position.step += 1

@@ -19,15 +19,15 @@ def sample_grid(backbone: Backbone, student: StudentEncoder, prompts: list[str],
     was_training = student.training
     student.eval()
     try:
-        prompt_embeds = student.encode(prompts).sequence
+        positive = student.encode(prompts)
         if unconditional == "student":
-            negative = student.encode([""] * len(prompts)).sequence
+            negative = student.encode([""] * len(prompts))
         else:
-            negative = backbone.encode_teacher([""] * len(prompts)).sequence
+            negative = backbone.encode_teacher([""] * len(prompts))
         generator = torch.Generator().manual_seed(seed)
-        images = pipeline(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, num_inference_steps=steps,
-                          guidance_scale=guidance, generator=generator, height=backbone.resolution,
-                          width=backbone.resolution).images
+        images = pipeline(**backbone.pipeline_inputs(positive, negative), **backbone.pipeline_options(),
+                          num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                          height=backbone.resolution, width=backbone.resolution).images
     finally:
         student.train(was_training)
     width, height = images[0].size

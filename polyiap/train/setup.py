@@ -57,7 +57,7 @@ def read_recipe_triplets(recipe: Recipe, pack: LanguagePack) -> list[Triplet]:
 def check_models_available(recipe: Recipe) -> None:
     """Resolve every model the recipe names before loading any, and report all that are missing at once."""
     checks = [lambda: resolve_student_source(recipe.student)]
-    if recipe.backbone.family != "tiny" and recipe.backbone.source:
+    if recipe.backbone.source:
         checks.insert(0, lambda: resolve_model_source(recipe.backbone.source, "backbone", "backbone.source",
                                                       recipe.backbone.revision))
     missing = []
@@ -86,12 +86,13 @@ def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> Stude
     backbone = recipe.backbone
     metadata = {"language": pack.code, "normalization": pack.normalization.model_dump(),
                 "unconditional": recipe.samples.unconditional,
-                "backbone": {"family": backbone.family, "source": backbone.source, "revision": backbone.revision},
+                "backbone": {"family": inputs.backbone.family, "source": backbone.source, "revision": backbone.revision},
                 "sampler": {"scheduler": recipe.samples.scheduler, "steps": recipe.samples.steps,
                             "guidance": recipe.samples.guidance}}
-    student = build_student(recipe.student, inputs.max_length, inputs.backbone.context_dim,
-                            [t.target for t in inputs.train], recipe.train.seed, metadata)
-    check_student(student, inputs.backbone.context_dim)
+    frozen = inputs.backbone
+    student = build_student(recipe.student, inputs.max_length, frozen.context_dim, [t.target for t in inputs.train],
+                            recipe.train.seed, metadata, frozen.pooled_dim, frozen.uses_text_mask)
+    check_student(student, frozen.context_dim, frozen.pooled_dim)
     return student
 
 

@@ -26,6 +26,9 @@ def cache_key(backbone: Backbone) -> dict:
     encoders = [m for name, m in sorted(backbone.frozen_modules().items()) if name.startswith("text_encoder")]
     tokenizer = getattr(backbone, "tokenizer", None)
     vocabulary = json.dumps(sorted(tokenizer.get_vocab().items())) if tokenizer is not None else ""
+    second = getattr(backbone, "tokenizer_2", None)  # SDXL's second text encoder has its own tokenizer
+    if second is not None:
+        vocabulary += json.dumps(sorted(second.get_vocab().items()))
     return {"format": FORMAT, "text_encoder_sha256": weights_sha256(*encoders),
             "tokenizer_sha256": hashlib.sha256(vocabulary.encode()).hexdigest(), "max_length": backbone.max_length}
 
@@ -43,7 +46,7 @@ def build_teacher_cache(backbone: Backbone, captions: list[str], output: Path, s
                         batch_size: int = 64, dtype: torch.dtype = torch.float32,
                         on_progress: Callable[[int, int], None] = lambda done, total: None) -> TensorCache:
     """Encode every caption with the teacher into ``output``, resuming an interrupted build."""
-    fields = ["sequence"] + (["pooled"] if backbone.pooled_dim else [])
+    fields = ["sequence"] + (["pooled"] if backbone.pooled_dim else []) + (["mask"] if backbone.uses_text_mask else [])
 
     def encode(names: list[str]) -> dict[str, torch.Tensor]:
         conditioning = backbone.encode_teacher(names)
@@ -63,4 +66,4 @@ class CachedTeacher:
     def encode(self, captions: list[str], device: torch.device, dtype: torch.dtype) -> TextConditioning:
         entries = [self.reader.get(caption) for caption in captions]
         fields = {field: torch.stack([e[field] for e in entries]).to(device, dtype) for field in entries[0]}
-        return TextConditioning(fields["sequence"], fields.get("pooled"))
+        return TextConditioning(fields["sequence"], fields.get("pooled"), fields.get("mask"))
