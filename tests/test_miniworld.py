@@ -1,0 +1,151 @@
+"""The miniature world: renderer, captions, judge, metrics, a short transfer and the quick reproduce run."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from polyiap.miniworld import JUDGE_FOLDER, TEACHER_FOLDER
+from polyiap.miniworld.captions import _GERMAN_NOUNS, _TEMPLATES, _WORDS, LANGUAGES, caption
+from polyiap.miniworld.scenes import (ATTRIBUTES, COLOURS, HELD_OUT, Scene, all_scenes, held_out_scenes, render,
+                                      sample_scenes, training_scenes)
+
+teacher_required = pytest.mark.skipif(not (TEACHER_FOLDER / "model_index.json").is_file(),
+                                      reason="the miniature-world teacher is not in the package")
+
+
+def foreground(image) -> np.ndarray:
+    """Return a mask of the pixels that differ clearly from the uniform grey background."""
+    pixels = np.asarray(image).astype(int)
+    background = pixels[0, 0]
+    return np.abs(pixels - background).sum(-1) > 60
+
+
+@pytest.mark.parametrize("scene", all_scenes()[::5], ids=lambda s: "-".join(s.as_dict().values()))
+def test_render_draws_stated_attributes(scene):
+    rng = np.random.default_rng(3)
+    image = render(scene, rng)
+    mask = foreground(image)
+    pixels = np.asarray(image).astype(int)[mask]
+    columns = np.nonzero(mask)[1]
+    centre_x = columns.mean() / mask.shape[1]
+    rgb = {"red": (215, 45, 40), "green": (45, 175, 70), "blue": (50, 85, 225), "yellow": (230, 205, 45)}
+    nearest = min(COLOURS, key=lambda name: np.abs(pixels.mean(0) - rgb[name]).sum())
+    assert nearest == scene.colour
+    assert {"left": centre_x < 0.38, "centre": 0.38 <= centre_x <= 0.62, "right": centre_x > 0.62}[scene.position]
+    area = mask.mean()
+    assert (area < 0.07) if scene.size == "small" else (area > 0.07)
+    rows_used, columns_used = np.nonzero(mask)
+    box = (np.ptp(rows_used) + 1) * (np.ptp(columns_used) + 1)
+    fill = mask.sum() / box
+    expected = {"circle": (0.65, 0.9), "square": (0.9, 1.01), "triangle": (0.35, 0.65)}[scene.shape]
+    assert expected[0] <= fill <= expected[1]
+
+
+def test_held_out_combinations_never_sampled():
+    scenes = sample_scenes(3000, np.random.default_rng(0))
+    drawn = {(s.shape, s.colour, s.position) for s in scenes}
+    assert not drawn & set(HELD_OUT)
+    assert len(training_scenes()) + len(held_out_scenes()) == len(all_scenes())
+    assert all(s.is_held_out() for s in sample_scenes(50, np.random.default_rng(0), held_out=True))
+
+
+def words_of(language: str, value: str) -> list[str]:
+    if language == "de" and value in _GERMAN_NOUNS:
+        return [noun for noun, _ in _GERMAN_NOUNS[value]]
+    return _WORDS[language][value]
+
+
+def read_back(text: str, language: str) -> dict[str, str]:
+    """Return the attribute values whose words occur in ``text`` (the longest match wins per attribute)."""
+    found = {}
+    for name, values in ATTRIBUTES.items():
+        hits = [(len(word), value) for value in values for word in words_of(language, value)
+                if word.lower() in text.lower()]
+        found[name] = max(hits)[1] if hits else None
+    return found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_captions_name_every_attribute(language):
+    rng = np.random.default_rng(1)
+    for scene in all_scenes():
+        for _ in range(6):
+            text = caption(scene, language, rng)
+            assert read_back(text, language) == scene.as_dict(), text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_captions_use_every_template(language):
+    rng = np.random.default_rng(2)
+    texts = {caption(Scene("square", "green", "left", "large"), language, rng) for _ in range(400)}
+    # Each template has its own fixed words; all must show up among the drawn captions.
+    for template in _TEMPLATES[language]:
+        fixed = [part for part in re.split(r"\{[a-z_]+\}", template) if part.strip(" ,")]
+        assert any(all(part in text for part in fixed) for text in texts), template
+
+
+def test_captions_word_order_differs():
+    rng = np.random.default_rng(4)
+    scene = Scene("circle", "red", "right", "small")
+    english = {caption(scene, "en", rng) for _ in range(100)}
+    chinese = {caption(scene, "zh", rng) for _ in range(100)}
+    assert any(text.startswith("右") for text in chinese)  # the position first, unlike most English templates
+    assert any(text.startswith("a ") for text in english)
+
+
+def test_unknown_language_rejected():
+    with pytest.raises(ValueError, match="available: en, zh, ja, de"):
+        caption(all_scenes()[0], "fr", np.random.default_rng(0))
+
+
+def test_shipped_judge_reads_fresh_renders():
+    from polyiap.miniworld.judge import Judge, judge_accuracy
+
+    scores = judge_accuracy(Judge.load(JUDGE_FOLDER), count=1000, seed=777)
+    for name in ATTRIBUTES:
+        assert scores[name] >= 0.98, (name, scores)
+
+
+def test_metrics_on_real_renders():
+    from polyiap.miniworld.judge import Judge
+    from polyiap.miniworld.metrics import accuracy, agreement, frechet_distance
+    from polyiap.miniworld.scenes import render_batch
+
+    judge = Judge.load(JUDGE_FOLDER)
+    rng = np.random.default_rng(5)
+    scenes = sample_scenes(300, rng)
+    images = render_batch(scenes, rng)
+    shuffled = images[np.random.default_rng(6).permutation(len(images))]
+    assert accuracy(judge, images, scenes)["all"] >= 0.98
+    assert agreement(judge, images, images) == 1.0
+    assert agreement(judge, images, shuffled) < 0.2
+    assert abs(frechet_distance(judge, images, images)) < 1e-2  # eigenvalue round-off of near-singular covariances
+    other = render_batch(sample_scenes(300, rng), rng)
+    blank = np.full_like(images, 40)
+    assert frechet_distance(judge, images, other) < frechet_distance(judge, images, blank)
+
+
+def test_miniworld_source_renders_once(tmp_path):
+    from polyiap.miniworld.data import materialize
+
+    path = materialize("miniworld://train?count=12&seed=3", tmp_path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
+    assert set(LANGUAGES) <= set(rows[0])
+    assert (path.parent / rows[0]["image"]).is_file()
+    before = path.stat().st_mtime_ns
+    assert materialize("miniworld://train?count=12&seed=3", tmp_path) == path
+    assert path.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("source", ["miniworld://test?count=3", "miniworld://train?size=3",
+                                    "miniworld://train?count=many"])
+def test_miniworld_source_invalid(source, tmp_path):
+    from polyiap.errors import DataError
+    from polyiap.miniworld.data import materialize
+
+    with pytest.raises(DataError, match="miniworld://"):
+        materialize(source, tmp_path)
