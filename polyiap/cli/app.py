@@ -9,6 +9,7 @@ from rich.logging import RichHandler
 from polyiap.cli import cache
 from polyiap.cli import eval as eval_cli
 from polyiap.cli import packs, recipes
+from polyiap.cli.export import export_command
 from polyiap.cli.generate import generate_command
 from polyiap.cli.transfer import console, transfer_command
 
@@ -20,6 +21,7 @@ app.add_typer(eval_cli.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)
+app.command("export")(export_command)
 
 
 @app.callback()
