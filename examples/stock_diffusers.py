@@ -9,8 +9,10 @@ exported folder works where polyiap is not installed.
 import argparse
 import sys
 
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from PIL import Image
 
 
 def main() -> None:
@@ -22,6 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
     parser.add_argument("--output", required=True, help="PNG file to write")
+    parser.add_argument("--compare", default=None, help="an image (from `polyiap generate`) to compare pixels with")
     args = parser.parse_args()
 
     pipe = DiffusionPipeline.from_pretrained(args.pipeline)
@@ -38,6 +41,10 @@ def main() -> None:
                  guidance_scale=args.guidance, generator=torch.Generator().manual_seed(args.seed)).images[0]
     image.save(args.output)
     print(f"image: {image.size[0]}x{image.size[1]} written to {args.output}")
+    if args.compare:
+        with Image.open(args.compare) as other:
+            same = np.array_equal(np.asarray(image.convert("RGB")), np.asarray(other.convert("RGB")))
+        print(f"same pixels as {args.compare}: {same}")
     print(f"polyiap imported: {'polyiap' in sys.modules}")
 
 
