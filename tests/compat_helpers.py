@@ -1,7 +1,7 @@
 """Helpers of the compatibility tests: train add-ons for the base model on a pixel objective, and judge images.
 
-The judges here measure one attribute objectively (mean colour, horizontal position of brightness);
-a learned attribute judge can replace them, because the tests only compare a judge's values between
+The judges here measure one attribute objectively (mean colour, horizontal position of brightness).
+A learned attribute judge can replace them, because the tests only compare a judge's values between
 teacher and student images.
 """
 
