@@ -1,7 +1,6 @@
 """Text-to-image with a trained student: the backbone's diffusers pipeline fed with student embeddings.
 
-Prompts are normalised by the language pack's rules saved with the student and padded to the
-student's training length, so the student receives the same token sequences as in training.
+Prompt normalisation and encoding live in `polyiap.prompts`, shared with eval and export.
 """
 
 import logging
@@ -11,11 +10,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from polyiap.backbones import Backbone, TextConditioning, load_backbone
-from polyiap.encoders import StudentEncoder, check_unconditional
+from polyiap.backbones import Backbone, load_backbone
+from polyiap.encoders import StudentEncoder
 from polyiap.encoders.student import STUDENT_CONFIG
 from polyiap.errors import PolyiapError
-from polyiap.packs import Normalization, normalize_text
+from polyiap.prompts import PromptEncoder
+
+__all__ = ["PromptEncoder", "SamplerSettings", "generate_images", "load_student_and_backbone", "run_pipeline",
+           "student_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,50 +51,6 @@ def load_student_and_backbone(model: Path) -> tuple[StudentEncoder, Backbone, Sa
     sampler = SamplerSettings(**student.metadata.get("sampler", {}),
                               unconditional=student.metadata.get("unconditional", "student"))
     return student, backbone, sampler
-
-
-class PromptEncoder:
-    """Normalises, checks and encodes prompts the way the student was trained."""
-
-    def __init__(self, student: StudentEncoder, backbone: Backbone, unconditional: str):
-        check_unconditional(student.max_length, backbone.max_length, unconditional)
-        self.student, self.backbone, self.unconditional = student, backbone, unconditional
-        self.warn_truncation = True
-        self.rules = Normalization(**student.metadata.get("normalization", {}))
-
-    def normalize(self, prompts: list[str]) -> list[str]:
-        normalized = [normalize_text(p, self.rules) for p in prompts]
-        if self.warn_truncation:
-            self._warn_truncation(normalized)
-        return normalized
-
-    def _warn_truncation(self, prompts: list[str]) -> None:
-        lengths = [len(ids) for ids in self.student.tokenizer(prompts, truncation=False)["input_ids"]]
-        dropped = [length - self.student.max_length for length in lengths if length > self.student.max_length]
-        if dropped:
-            logger.warning("%d prompt(s) exceed the student's %d tokens; dropped up to %d tokens at the end",
-                           len(dropped), self.student.max_length, max(dropped))
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str], negative: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (prompt_embeds, negative_prompt_embeds) for the pipeline."""
-        positive, uncond = self.encode_conditioning(prompts, negative)
-        return positive.sequence, uncond.sequence
-
-    @torch.no_grad()
-    def encode_conditioning(self, prompts: list[str], negative: str) -> tuple[TextConditioning, TextConditioning]:
-        """Return the conditioning of ``prompts`` and of the negative prompt (or the unconditional one)."""
-        positive = self.student.encode(self.normalize(prompts))
-        if negative or self.unconditional == "student":
-            uncond = self.student.encode(self.normalize([negative] * len(prompts)))
-        else:
-            uncond = self.backbone.encode_teacher([""] * len(prompts))
-        return positive, uncond.to(positive.sequence.device, positive.sequence.dtype)
-
-    def pipeline_inputs(self, prompts: list[str], negative: str) -> dict:
-        """Return the keyword arguments that give the pipeline the conditioning of ``prompts``."""
-        return {**self.backbone.pipeline_inputs(*self.encode_conditioning(prompts, negative)),
-                **self.backbone.pipeline_options()}
 
 
 @torch.no_grad()

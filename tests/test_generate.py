@@ -131,3 +131,23 @@ def test_teacher_unconditional_embedding(tiny_backbone, demo_rows):
     assert torch.equal(negative, tiny_backbone.encode_teacher([""]).sequence)
     _, with_negative = PromptEncoder(student, tiny_backbone, "teacher").encode(["一只熊"], "模糊")
     assert torch.equal(with_negative, student.encode(["模糊"]).sequence)
+
+
+def test_long_prompt_and_negative_warn_once(loaded, caplog):
+    student, backbone, _ = loaded
+    encoder = PromptEncoder(student, backbone, "student")
+    with caplog.at_level(logging.WARNING, logger="polyiap"):
+        encoder.encode(["熊" * 40], "模糊" * 20)
+        encoder.encode(["熊" * 40], "")
+    warnings = [record for record in caplog.records if "exceed the student's" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "2 prompt(s)" in warnings[0].getMessage()
+    assert "dropped up to 10 tokens" in warnings[0].getMessage()  # 40 characters + [CLS] + [SEP] - 32
+
+
+def test_mixed_language_prompt_normalised(loaded):
+    student, backbone, _ = loaded
+    encoder = PromptEncoder(student, backbone, "student")
+    assert encoder.normalize(["一隻 ＲＥＤ  car 在 路上"]) == ["一只 RED car 在路上"]
+    positive, _ = encoder.encode(["一隻 ＲＥＤ  car 在 路上"], "")
+    assert torch.equal(positive, student.encode(["一只 RED car 在路上"]).sequence)

@@ -9,6 +9,7 @@ from rich.logging import RichHandler
 from polyiap.cli import backbones, cache
 from polyiap.cli import eval as eval_cli
 from polyiap.cli import miniworld, packs, recipes
+from polyiap.cli.export import export_command
 from polyiap.cli.generate import generate_command
 from polyiap.cli.transfer import console, transfer_command
 
@@ -22,6 +23,7 @@ app.add_typer(backbones.app, name="backbones")
 app.add_typer(miniworld.app, name="miniworld")
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)
+app.command("export")(export_command)
 
 
 @app.callback()

@@ -36,3 +36,70 @@ def normalize_text(text: str, rules: Normalization) -> str:
     if rules.remove_spaces_between_cjk:
         text = _SPACE_BETWEEN_CJK.sub("", text)
     return text
+
+
+def tokenizer_normalizer(rules: Normalization):
+    """Return a `tokenizers` normalizer that applies ``rules`` inside a fast tokenizer, in `normalize_text`'s order.
+
+    An exported tokenizer carries it, so that pipelines and nodes without polyiap normalise prompts
+    the same way. Returns None when ``rules`` change nothing.
+    """
+    from tokenizers import Regex, normalizers
+
+    steps = []
+    if rules.unicode_form:
+        steps.append(getattr(normalizers, rules.unicode_form)())
+    if rules.opencc:
+        steps.extend(_opencc_replacements(rules.opencc))
+    if rules.lowercase:
+        steps.append(normalizers.Lowercase())
+    if rules.collapse_whitespace:
+        steps.extend([normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+    if rules.remove_spaces_between_cjk:
+        steps.append(normalizers.Replace(Regex(_SPACE_BETWEEN_CJK.pattern), ""))
+    return normalizers.Sequence(steps) if steps else None
+
+
+def _opencc_replacements(conversion: str) -> list:
+    """Return one Replace normalizer per entry of the OpenCC dictionaries of ``conversion``, phrases first.
+
+    NOTE: OpenCC segments text by longest match over phrases and characters together. Replacing the
+    longest phrases first and single characters last gives the same text unless two dictionary phrases
+    overlap; the tests check the shipped captions for such cases.
+    """
+    from tokenizers import normalizers
+
+    steps = []
+    for entries in _opencc_dictionaries(conversion):
+        for source in sorted(entries, key=len, reverse=True):
+            if entries[source] != source:
+                steps.append(normalizers.Replace(source, entries[source]))
+    return steps
+
+
+def _opencc_dictionaries(conversion: str) -> list[dict[str, str]]:
+    """Return the conversion chain of ``conversion`` as one mapping per step, read from the opencc package's files."""
+    import json
+    from pathlib import Path
+
+    _opencc_converter(conversion)  # raises a clear error when opencc is missing
+    import opencc
+
+    package = Path(opencc.__file__).parent
+    config = json.loads((package / "config" / f"{conversion}.json").read_text(encoding="utf-8"))
+    chain = []
+    for step in config["conversion_chain"]:
+        entries: dict[str, str] = {}
+        for file in reversed(_dictionary_files(step["dict"])):  # earlier files of a group take precedence
+            for line in (package / "dictionary" / file).read_text(encoding="utf-8").splitlines():
+                if "\t" in line:
+                    source, targets = line.split("\t", 1)
+                    entries[source] = targets.split(" ")[0]
+        chain.append(entries)
+    return chain
+
+
+def _dictionary_files(spec: dict) -> list[str]:
+    if spec.get("type") == "group":
+        return [file for item in spec["dicts"] for file in _dictionary_files(item)]
+    return [spec["file"]]
