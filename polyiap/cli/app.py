@@ -10,6 +10,7 @@ from polyiap.cli import cache
 from polyiap.cli import eval as eval_cli
 from polyiap.cli import packs, recipes
 from polyiap.cli.generate import generate_command
+from polyiap.cli.prepare import prepare_command
 from polyiap.cli.transfer import console, transfer_command
 
 app = typer.Typer(help="Transfer an English text-to-image model to another language (images as pivots).",
@@ -18,6 +19,7 @@ app.add_typer(packs.app, name="packs")
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(cache.app, name="cache")
+app.command("prepare")(prepare_command)
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)
 
