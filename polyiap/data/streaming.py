@@ -159,7 +159,7 @@ class ShardTriplets(IterableDataset):
         rank, world: this process and the number of processes.
         skip_batches: batches of this epoch the process already trained on (when resuming).
         batch_size: samples per batch, to turn ``skip_batches`` into samples per worker.
-        trace: file that gets one ``epoch rank worker shard`` line per shard opened, or None.
+        trace: file that gets one ``epoch rank worker-role shard`` line per shard opened, or None.
     """
 
     def __init__(self, shards: ShardSet, reader: SampleReader, share: float, resolution: int, seed: int, epoch: int,
@@ -175,25 +175,27 @@ class ShardTriplets(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        mine = self.process_shards()[worker::workers]
-        # The loader takes batches from its workers in turn, so worker w made batches w, w + W, ...
-        skip = len(range(worker, self.skip_batches, workers)) * self.batch_size
+        # The loader takes batches from its workers in turn, starting with worker 0, so the stream that made
+        # batch skip_batches + j of the epoch must go to worker j % W: worker w takes over that role.
+        role = (worker + self.skip_batches) % workers
+        mine = self.process_shards()[role::workers]
+        skip = len(range(role, self.skip_batches, workers)) * self.batch_size
         counts = dict(zip(self.shards.shards, self.shards.counts))
         # A buffer larger than the worker's data would mix the next round's samples into this one.
         buffer = max(1, min(SHUFFLE_BUFFER, sum(counts[path] for path in mine)))
-        stream = self._shuffled(self._cycle(mine, worker), worker, buffer)
+        stream = self._shuffled(self._cycle(mine, role), role, buffer)
         for sample in islice(stream, skip, None):
             pixels = self._pixels(sample.image)
             if pixels is not None:
                 yield {"pixels": pixels, "english": sample.english, "target": sample.target}
 
-    def _cycle(self, shards: list[Path], worker: int) -> Iterator[Triplet]:
+    def _cycle(self, shards: list[Path], role: int) -> Iterator[Triplet]:
         rounds = 0
         while shards:
-            order = np.random.default_rng([self.seed, self.epoch, self.rank, worker, rounds]).permutation(len(shards))
+            order = np.random.default_rng([self.seed, self.epoch, self.rank, role, rounds]).permutation(len(shards))
             found = 0
             for index in order:
-                self._record(worker, shards[index])
+                self._record(role, shards[index])
                 for sample in TarSamples(shards[index]):
                     parsed = self.reader.read(sample)
                     if parsed is not None and not is_heldout(parsed[1], self.share):
@@ -204,8 +206,8 @@ class ShardTriplets(IterableDataset):
                 raise DataError(f"shards {names} hold no usable training samples (skipped: {dict(self.reader.skipped)})")
             rounds += 1
 
-    def _shuffled(self, triplets: Iterator[Triplet], worker: int, size: int) -> Iterator[Triplet]:
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1 << 20])
+    def _shuffled(self, triplets: Iterator[Triplet], role: int, size: int) -> Iterator[Triplet]:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, role, 1 << 20])
         buffer: list[Triplet] = []
         for triplet in triplets:
             buffer.append(triplet)
@@ -223,11 +225,11 @@ class ShardTriplets(IterableDataset):
                 logger.warning("skipped unusable training samples so far: %s", dict(self.reader.skipped))
             return None
 
-    def _record(self, worker: int, shard: Path) -> None:
+    def _record(self, role: int, shard: Path) -> None:
         if self.trace is None:
             return
         with self.trace.open("a", encoding="utf-8") as handle:
-            handle.write(f"{self.epoch}\t{self.rank}\t{worker}\t{shard.name}\n")
+            handle.write(f"{self.epoch}\t{self.rank}\t{role}\t{shard.name}\n")
 
 
 @dataclass
