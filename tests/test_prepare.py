@@ -165,3 +165,16 @@ def test_written_shards_are_valid_tar(prepared_ja):
     with tarfile.open(prepared_ja / "000001.tar") as archive:
         names = archive.getnames()
     assert len(names) % 4 == 0
+
+
+def test_prepare_from_hf_dataset(monkeypatch, tmp_path, demo_rows):
+    datasets = pytest.importorskip("datasets")
+    rows = [row for row in demo_rows if "ja" in row][:10]
+    table = {"image": [{"bytes": (DEMO_TRIPLETS.parent / r["image"]).read_bytes(), "path": r["image"]} for r in rows],
+             "caption": [r["en"] for r in rows]}
+    dataset = datasets.Dataset.from_dict(table).cast_column("image", datasets.Image())
+    dataset.save_to_disk(str(tmp_path / "hf"))
+    manifest, _ = run_stub(monkeypatch, tmp_path / "hf", tmp_path / "out", lambda c: "説明" + c[:5], shard_size=4)
+    assert manifest["source_kind"] == "hf-dataset"
+    assert manifest["samples"] == 10
+    assert len(manifest["shards"]) == 3
