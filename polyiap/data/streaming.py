@@ -1,8 +1,8 @@
 """Training triplets streamed from WebDataset shards, split across processes and data loader workers.
 
-Every epoch shuffles the shard order with (seed, epoch); process ``rank`` of ``world`` reads shards
-``rank::world`` of that order, and data loader worker ``w`` of ``W`` reads every ``W``-th of those, so
-no two readers share a shard. Each worker cycles through its shards until the epoch's fixed number of
+Every epoch shuffles the shard order with (seed, epoch). Process ``rank`` of ``world`` reads shards
+``rank::world`` of that order, and data loader worker ``w`` of ``W`` reads every ``W``-th of those.
+So no two readers share a shard. Each worker cycles through its shards until the epoch's fixed number of
 batches is taken, which keeps the batch count equal on every process (distributed training needs
 that). Images are held out by a hash of their bytes, so an image with several captions is always on
 one side and every process agrees on the split without talking to the others.
@@ -220,6 +220,8 @@ class ShardTriplets(IterableDataset):
         try:
             return load_image(image, self.resolution)
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+            # NOTE: with data loader workers this counter lives in each worker process, so only the warnings
+            # below report it; the main process does not sum the workers' counts.
             self.reader.skipped["unreadable image"] += 1
             if sum(self.reader.skipped.values()) in (1, 10, 100, 1000):
                 logger.warning("skipped unusable training samples so far: %s", dict(self.reader.skipped))
@@ -274,7 +276,7 @@ def open_shard_stream(folder: Path, fields: TripletFields, normalize, heldout: i
         raise DataError(f"{folder} has no non-empty *.tar shards; write them with `polyiap prepare`")
     share = heldout_share(shards, heldout)
     reader = SampleReader(fields, normalize)
-    held, captions = scan(shards, reader, share, heldout_max)
+    heldout_triplets, captions = scan(shards, reader, share, heldout_max)
     if not captions:
         raise DataError(f"{folder}: no usable training triplets with the fields {fields.english!r} and "
                         f"{fields.target!r} (skipped: {dict(reader.skipped) or 'none'}); set data.english_field "
@@ -282,5 +284,5 @@ def open_shard_stream(folder: Path, fields: TripletFields, normalize, heldout: i
     if reader.skipped:
         logger.warning("%s: skipped unusable samples: %s", folder, dict(reader.skipped))
     logger.info("%s: %d shards, %d samples; held-out share %.3g of the images (%d held-out triplets read)",
-                folder, len(shards.shards), sum(shards.counts), share, len(held))
-    return ShardStream(shards, SampleReader(fields, normalize), share, held, captions)
+                folder, len(shards.shards), sum(shards.counts), share, len(heldout_triplets))
+    return ShardStream(shards, SampleReader(fields, normalize), share, heldout_triplets, captions)
