@@ -102,3 +102,91 @@ def shared_data() -> Path:
     if not folder.is_dir():
         pytest.skip(f"shared data folder {folder} not found; these tests read real captions from it")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mt_dir(tmp_path_factory, demo_rows) -> Path:
+    """A tiny MarianMT English-to-Japanese model trained for seconds on the shipped en/ja caption pairs.
+
+    It memorises the 111 pairs well enough that its outputs are Japanese text, which passes the filters
+    of `polyiap prepare`. Saved with ``save_pretrained`` like a hub checkpoint.
+    """
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    from polyiap.tokenizer_build import train_wordpiece
+
+    pairs = [(row["en"], row["ja"]) for row in demo_rows if "ja" in row]
+    tokenizer = train_wordpiece([english for english, _ in pairs] + [ja for _, ja in pairs], 4000, 128)
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=64, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+                          decoder_ffn_dim=128, max_position_embeddings=128, dropout=0.0,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+                          forced_eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
+                          decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    inputs = tokenizer([english for english, _ in pairs], padding=True, return_tensors="pt")
+    labels = tokenizer([ja for _, ja in pairs], padding=True, return_tensors="pt")["input_ids"]
+    labels[labels == tokenizer.pad_token_id] = -100
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        batch = torch.randperm(len(pairs), generator=generator)[:32]
+        loss = model(input_ids=inputs["input_ids"][batch], attention_mask=inputs["attention_mask"][batch],
+                     labels=labels[batch]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("tiny-mt")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_photo_shards(folder: Path, demo_rows: list[dict], shards: int, damage=None) -> Path:
+    """Write the shipped photos as a WebDataset folder (jpg, txt, json per photo), one English caption each.
+
+    ``damage(index, image_bytes)`` may return replacement bytes, or None to leave the image out.
+    """
+    import io
+    import tarfile
+
+    firsts = [row for row in demo_rows if "ja" in row]
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard = -(-len(firsts) // shards)
+    for shard in range(shards):
+        with tarfile.open(folder / f"{shard:05d}.tar", "w") as archive:
+            for index in range(shard * per_shard, min((shard + 1) * per_shard, len(firsts))):
+                row = firsts[index]
+                image = (DEMO_TRIPLETS.parent / row["image"]).read_bytes()
+                if damage is not None:
+                    image = damage(index, image)
+                members = {"txt": row["en"].encode(), "json": json.dumps({"caption": row["en"]}).encode()}
+                if image is not None:
+                    members["jpg"] = image
+                for extension, data in members.items():
+                    info = tarfile.TarInfo(f"{index:09d}.{extension}")
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photo_shards(tmp_path_factory, demo_rows) -> Path:
+    """The 111 shipped photos with their first English caption, as four img2dataset-style tar shards."""
+    return write_photo_shards(tmp_path_factory.mktemp("photos-wds") / "wds", demo_rows, 4)
+
+
+@pytest.fixture(scope="session")
+def prepared_ja(tmp_path_factory, photo_shards, tiny_mt_dir) -> Path:
+    """`polyiap prepare --lang ja` output of the photo shards, translated by the tiny MT model."""
+    from typer.testing import CliRunner
+
+    from polyiap.cli.app import app
+
+    output = tmp_path_factory.mktemp("prepared") / "ja"
+    result = CliRunner().invoke(app, ["prepare", "--lang", "ja", "--source", str(photo_shards), "--output",
+                                      str(output), "--translation-model", str(tiny_mt_dir), "--num-beams", "1"])
+    assert result.exit_code == 0, result.output
+    return output

@@ -1,5 +1,7 @@
 """Language packs and recipes: schema, include:, overrides and the one-line errors of the CLI."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -178,3 +180,62 @@ def test_bound_error_names_the_bound():
     with pytest.raises(ConfigError) as caught:
         load_recipe("demo", ["train.max_steps=0"])
     assert caught.value.fix == "use a value greater than 0"
+
+
+def test_all_shipped_packs_have_the_xtd10_languages():
+    assert {"ja", "ko", "de", "fr", "es", "it", "ru", "pl", "tr", "ar", "zh"} <= set(list_packs())
+
+
+@pytest.mark.parametrize("code", ["ja", "ko", "de", "fr", "es", "it", "ru", "pl", "tr"])
+def test_xtd10_pack_suite(code):
+    pack = load_pack(code)
+    suite = pack.eval_suites["xtd10"]
+    assert suite.caption_field == code
+    assert suite.image_field == "image_file"
+    assert pack.translation_model is not None
+    assert pack.clip_model
+    assert len(pack.sample_prompts) >= 4
+
+
+def test_nllb_without_target_language(tmp_path):
+    path = write_pack(tmp_path, "code: xx\nname: X\ntranslation_model: facebook/nllb-200-distilled-600M\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pack(str(path))
+    assert caught.value.field == "translation_model"
+    assert "target_language" in caught.value.reason
+
+
+def test_nllb_bad_language_code(tmp_path):
+    path = write_pack(tmp_path, "code: xx\nname: X\ntranslation_model:\n  model: facebook/nllb-200-distilled-600M\n"
+                                "  target_language: ja\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pack(str(path))
+    assert "jpn_Jpan" in caught.value.reason
+
+
+def test_replacements_normalize_punctuation():
+    assert normalize_text("l’ours «brun»", load_pack("fr").normalization) == "l'ours \"brun\""
+    assert normalize_text("ёлка", load_pack("ru").normalization) == "елка"
+    assert normalize_text("大きな クマ", load_pack("ja").normalization) == "大きなクマ"
+
+
+def test_packs_new_skeleton_fails_until_filled(tmp_path):
+    path = tmp_path / "sw.yaml"
+    result = runner.invoke(app, ["packs", "new", "sw", "--output", str(path)])
+    assert result.exit_code == 0, result.output
+    unfilled = runner.invoke(app, ["packs", "validate", str(path)])
+    assert unfilled.exit_code == 2
+    assert f"{path}: name: still holds the placeholder" in unfilled.output
+    assert "Fix:" in unfilled.output
+    text = path.read_text(encoding="utf-8")
+    for placeholder in sorted(set(re.findall(r'"<FILL IN: [^"]*>"', text))):
+        text = text.replace(placeholder, '"Helsinki-NLP/opus-mt-en-sw"' if "opus-mt" in placeholder else '"Swahili"')
+    path.write_text(text, encoding="utf-8")
+    filled = runner.invoke(app, ["packs", "validate", str(path)])
+    assert filled.exit_code == 0, filled.output
+
+
+def test_packs_new_rejects_bad_code(tmp_path):
+    result = runner.invoke(app, ["packs", "new", "Swahili", "--output", str(tmp_path / "x.yaml")])
+    assert result.exit_code == 2
+    assert "not a language code" in result.output

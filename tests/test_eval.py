@@ -503,3 +503,12 @@ def test_truncation_warned_once_per_evaluation(trained_run, random_scorers, zh, 
     warnings = [r for r in caplog.records if "exceed the student's" in r.getMessage()]
     assert len(warnings) == 1
     assert "2 prompt(s)" in warnings[0].getMessage()
+
+
+def test_multilingual_clip_scorer_rejected(tmp_path):
+    from polyiap.errors import PolyiapError
+    from polyiap.eval.clip_score import ClipScorer
+
+    (tmp_path / "config.json").write_text('{"model_type": "xlm-roberta"}')
+    with pytest.raises(PolyiapError, match="Chinese CLIP models .* only"):
+        ClipScorer(str(tmp_path))

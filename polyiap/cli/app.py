@@ -11,6 +11,7 @@ from polyiap.cli import eval as eval_cli
 from polyiap.cli import miniworld, packs, recipes
 from polyiap.cli.export import export_command
 from polyiap.cli.generate import generate_command
+from polyiap.cli.prepare import prepare_command
 from polyiap.cli.transfer import console, transfer_command
 
 app = typer.Typer(help="Transfer an English text-to-image model to another language (images as pivots).",
@@ -21,6 +22,7 @@ app.add_typer(eval_cli.app, name="eval")
 app.add_typer(cache.app, name="cache")
 app.add_typer(backbones.app, name="backbones")
 app.add_typer(miniworld.app, name="miniworld")
+app.command("prepare")(prepare_command)
 app.command("transfer")(transfer_command)
 app.command("generate")(generate_command)
 app.command("export")(export_command)

@@ -1,5 +1,6 @@
-"""``polyiap packs``: list and validate language packs."""
+"""``polyiap packs``: list, validate and start language packs."""
 
+import re
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 from polyiap.cli.errors import handle_errors
 from polyiap.errors import ConfigError
 from polyiap.packs import list_packs, load_pack, pack_path
+from polyiap.packs.skeleton import pack_skeleton
 
 app = typer.Typer(help="Language packs (languages/*.yaml).", no_args_is_help=True)
 console = Console()
@@ -44,3 +46,23 @@ def _check_recipe_exists(name: str, file: Path) -> None:
         recipe_path(name)
     except ConfigError as error:
         raise ConfigError(str(file), "reference_recipe", error.reason, error.fix) from None
+
+
+@app.command("new")
+@handle_errors
+def new_command(
+    code: str = typer.Argument(..., help="language code, e.g. sw or pt-BR"),
+    output: Path = typer.Option(None, "--output", "-o", help="file to write; default: CODE.yaml in the current folder"),
+) -> None:
+    """Write a commented pack skeleton for CODE; fill the marked fields, then run `polyiap packs validate`."""
+    from polyiap.packs.schema import LanguagePack
+
+    pattern = LanguagePack.model_fields["code"].metadata[0].pattern
+    if not re.match(pattern, code):
+        raise ConfigError(code, "code", f"{code!r} is not a language code",
+                          "use an ISO 639 code in lower case, optionally with a region or script: ja, sw, pt-BR")
+    path = output or Path(f"{code}.yaml")
+    if path.exists():
+        raise ConfigError(str(path), "(file)", "the file already exists", "choose another --output or remove it")
+    path.write_text(pack_skeleton(code), encoding="utf-8")
+    typer.echo(f"wrote {path}; fill every <FILL IN: ...> value, then run `polyiap packs validate {path}`")

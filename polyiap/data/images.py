@@ -1,5 +1,6 @@
 """Image loading and the transform to the backbone's resolution."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +8,12 @@ import torch
 from PIL import Image
 
 
-def load_image(path: Path, resolution: int) -> torch.Tensor:
-    """Return the image resized (short side) and centre-cropped to a square, as (3, H, W) in [-1, 1]."""
-    with Image.open(path) as image:
+def load_image(path: Path | bytes, resolution: int) -> torch.Tensor:
+    """Return the image resized (short side) and centre-cropped to a square, as (3, H, W) in [-1, 1].
+
+    ``path`` is a file or the encoded image itself (the bytes of a shard member).
+    """
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as image:
         image = image.convert("RGB")
         scale = resolution / min(image.size)
         size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))

@@ -16,9 +16,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Triplet:
-    """One training example; ``image`` is an absolute path."""
+    """One training example; ``image`` is an absolute path, or the encoded image read from a shard."""
 
-    image: Path
+    image: Path | bytes
     english: str
     target: str
 

@@ -24,6 +24,7 @@ class ClipScorer:
 
         self.source = source
         folder = resolve_model_source(source, "CLIP scorer", "--clip-model")
+        _check_chinese_clip(folder, source)
         try:
             self.model = ChineseCLIPModel.from_pretrained(folder).eval()
             self.processor = ChineseCLIPProcessor.from_pretrained(folder)
@@ -105,3 +106,17 @@ def write_random_chinese_clip(folder: Path, captions: list[str], seed: int = 0) 
     model.save_pretrained(folder)
     ChineseCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def _check_chinese_clip(folder: Path, source: str) -> None:
+    """Raise a clear error for a CLIP model of another family, such as a pack's multilingual CLIP."""
+    import json
+
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError):
+        return  # from_pretrained reports the unreadable folder
+    if model_type != "chinese_clip":
+        raise PolyiapError(f"CLIP scorer {source!r} has model_type {model_type!r}; polyiap computes CLIP score with "
+                           "Chinese CLIP models (model_type chinese_clip) only, so multilingual CLIP scoring is not "
+                           "available yet; run with --metrics fid, or pass a Chinese CLIP folder via --clip-model")

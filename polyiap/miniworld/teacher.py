@@ -241,7 +241,7 @@ def _set_lr(optimizer, config: TeacherConfig, step: int) -> None:
     progress = step / max(config.unet_steps, 1)
     factor = warmup * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
     for group in optimizer.param_groups:
-        group["lr"] = config.unet_lr * factor
+        group["lr"] = float(config.unet_lr * factor)
 
 
 def _resume(path: Path, unet, text_encoder, optimizer) -> int:

@@ -6,9 +6,11 @@ from polyiap.assets import asset_dir
 from polyiap.config import read_yaml, validate
 from polyiap.errors import ConfigError
 from polyiap.packs.normalize import normalize_text
-from polyiap.packs.schema import LanguagePack, Normalization
+from polyiap.packs.schema import LanguagePack, Normalization, TranslationModel
+from polyiap.packs.skeleton import PLACEHOLDER, find_placeholder
 
-__all__ = ["LanguagePack", "Normalization", "load_pack", "list_packs", "pack_path", "normalize_text"]
+__all__ = ["LanguagePack", "Normalization", "TranslationModel", "load_pack", "list_packs", "pack_path",
+           "normalize_text", "PLACEHOLDER"]
 
 
 def packs_dir() -> Path:
@@ -36,7 +38,13 @@ def pack_path(code_or_path: str) -> Path:
 def load_pack(code_or_path: str) -> LanguagePack:
     """Load and validate a language pack by code (``zh``) or by path."""
     path = pack_path(code_or_path)
-    pack = validate(LanguagePack, read_yaml(path, (packs_dir(),)), str(path))
+    raw = read_yaml(path, (packs_dir(),))
+    unfilled = find_placeholder(raw)
+    if unfilled is not None:
+        field, hint = unfilled
+        raise ConfigError(str(path), field, "still holds the placeholder of `polyiap packs new`",
+                          f"replace it with {hint}")
+    pack = validate(LanguagePack, raw, str(path))
     if path.parent.resolve() == packs_dir().resolve() and pack.code != path.stem:
         raise ConfigError(str(path), "code", f"code {pack.code!r} does not match the file name {path.name!r}",
                           f"set `code: {path.stem}` or rename the file")

@@ -24,9 +24,11 @@ def _opencc_converter(conversion: str):
 
 
 def normalize_text(text: str, rules: Normalization) -> str:
-    """Return ``text`` normalised by ``rules``, in the order Unicode form, script, case, whitespace."""
+    """Return ``text`` normalised by ``rules``, in the order Unicode form, replacements, script, case, whitespace."""
     if rules.unicode_form:
         text = unicodedata.normalize(rules.unicode_form, text)
+    for old, new in rules.replacements.items():
+        text = text.replace(old, new)
     if rules.opencc:
         text = _opencc_converter(rules.opencc).convert(text)
     if rules.lowercase:

@@ -33,7 +33,8 @@ class StudentConfig(StrictModel):
 class DataConfig(StrictModel):
     """Location and columns of the (image, English caption, target caption) triplets."""
 
-    source: str | None = Field(None, description="triplet file (JSONL or CSV); relative to the recipe file")
+    source: str | None = Field(None, description="triplet file (JSONL or CSV) or folder of WebDataset shards "
+                                                 "(`polyiap prepare`); relative to the recipe file")
     format: Literal["auto", "jsonl", "csv"] = "auto"
     image_field: str = "image"
     english_field: str = "en"

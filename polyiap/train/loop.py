@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from polyiap.data import TripletDataset
+from polyiap.data.streaming import ShardStream
 from polyiap.encoders import StudentEncoder
 from polyiap.errors import PolyiapError
 from polyiap.packs import LanguagePack
@@ -39,6 +40,7 @@ from polyiap.train.setup import (apply_memory_options, environment, load_inputs,
 logger = logging.getLogger(__name__)
 
 MEAN_EMBEDDING_CAPTIONS = 4096  # captions averaged for the mean-embedding baseline
+SHARDS_READ = "shards-read.tsv"  # which shards each process and data loader worker opened, per epoch
 
 
 @dataclass
@@ -138,6 +140,7 @@ class _Loop:
         self.recipe, self.pack, self.folder, self.accelerator = recipe, pack, run, accelerator
         self.backbone, self.student, self.optimizer, self.lr_scheduler = backbone, student, optimizer, lr_scheduler
         self.context, self.micro_batch, self.progress = context, micro_batch, progress
+        self.inputs_resolution = inputs.resolution
         self.train_set, self.cached_teacher = train_set, cached_teacher
         self.encode_student = torch.compile(student) if recipe.train.compile else student
         self.objective = LOSSES.get(recipe.loss.name)(backbone, context, pooled_weight=recipe.loss.pooled_weight)
@@ -146,7 +149,7 @@ class _Loop:
         self.heldout = HeldOutSet(heldout, backbone, inputs.resolution, recipe.train.seed + 1,
                                   batch_size=max(micro_batch, 8)) if heldout else None
         logger.info("held-out evaluation on %d of %d held-out triplets", len(heldout), len(inputs.heldout))
-        captions = [t.english for t in inputs.train[:MEAN_EMBEDDING_CAPTIONS]]
+        captions = [english for english, _ in inputs.caption_pairs(MEAN_EMBEDDING_CAPTIONS)]
         self.mean_embedding = mean_teacher_embedding(backbone, captions) if self.heldout else None
         self.window: list[float] = []
         self.window_start = time.perf_counter()
@@ -175,6 +178,9 @@ class _Loop:
     def _epoch_batches(self, position: Position):
         """Yield the rest of the current epoch's micro-batches for this process."""
         seed = self.recipe.train.seed
+        if isinstance(self.train_set, ShardStream):
+            yield from self._stream_batches(position)
+            return
         order = np.random.default_rng([seed, position.epoch]).permutation(len(self.train_set))
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         per_process = len(order) // world // self.micro_batch * self.micro_batch
@@ -185,6 +191,13 @@ class _Loop:
                             num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=True,
                             prefetch_factor=self.recipe.train.prefetch_factor if workers else None)
         yield from loader
+
+    def _stream_batches(self, position: Position):
+        train = self.recipe.train
+        yield from self.train_set.batches(
+            self.inputs_resolution, train.seed, position.epoch, self.accelerator.process_index,
+            self.accelerator.num_processes, self.micro_batch, position.batch_in_epoch, train.num_workers,
+            train.prefetch_factor, trace=self.folder.root / SHARDS_READ)
 
     def _train_micro_batch(self, batch: dict, position: Position) -> bool:
         """Run one forward/backward pass; return True when it completed an optimizer step."""
@@ -323,8 +336,10 @@ class _Loop:
         logger.info("student written to %s", self.folder.student_dir)
 
 
-def _train_set(recipe: Recipe, backbone, inputs) -> TripletDataset | CachedTripletDataset:
+def _train_set(recipe: Recipe, backbone, inputs) -> TripletDataset | CachedTripletDataset | ShardStream:
     """Return the training triplets with pixels, or with cached posteriors when the recipe names a cache."""
+    if inputs.stream is not None:
+        return inputs.stream
     if recipe.data.latents_cache is None:
         return TripletDataset(inputs.train, inputs.resolution)
     data_root = Path(recipe.data.source).parent

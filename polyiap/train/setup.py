@@ -10,6 +10,7 @@ import torch
 from polyiap import __version__
 from polyiap.backbones import Backbone, load_backbone
 from polyiap.data import Triplet, TripletFields, read_triplets, split_by_image
+from polyiap.data.streaming import ShardStream, is_shard_folder, open_shard_stream
 from polyiap.encoders import (StudentEncoder, build_student, check_student, check_unconditional,
                               resolve_student_source)
 from polyiap.errors import ConfigError, DataError, ModelNotAvailableError
@@ -27,6 +28,13 @@ class RunInputs:
     heldout: list[Triplet]
     resolution: int
     max_length: int
+    stream: ShardStream | None = None  # set when the data is a folder of shards; ``train`` is then empty
+
+    def caption_pairs(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """Return up to ``limit`` (English, target) caption pairs of the training data."""
+        if self.stream is not None:
+            return self.stream.captions[:limit]
+        return [(t.english, t.target) for t in self.train[:limit]]
 
 
 def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
@@ -35,23 +43,40 @@ def load_inputs(recipe: Recipe, pack: LanguagePack) -> RunInputs:
     backbone = load_backbone(recipe.backbone.family, recipe.backbone.source, recipe.backbone.revision)
     max_length = recipe.student.max_length or pack.max_length
     check_unconditional(max_length, backbone.max_length, recipe.samples.unconditional)
+    resolution = recipe.data.resolution or backbone.resolution
+    if recipe.data.source is not None and is_shard_folder(recipe.data.source):
+        stream = open_recipe_shards(recipe, pack)
+        return RunInputs(backbone, [], stream.heldout, resolution, max_length, stream)
     triplets = read_recipe_triplets(recipe, pack)
     train, heldout = split_by_image(triplets, recipe.data.heldout_images, recipe.train.seed)
     logger.info("%d training and %d held-out triplets (%d held-out images)", len(train), len(heldout),
                 len({t.image for t in heldout}))
-    return RunInputs(backbone, train, heldout, recipe.data.resolution or backbone.resolution, max_length)
+    return RunInputs(backbone, train, heldout, resolution, max_length)
 
 
 def read_recipe_triplets(recipe: Recipe, pack: LanguagePack) -> list[Triplet]:
     """Read the recipe's triplet file with the pack's normalisation of the target captions."""
     if recipe.data.source is None:
         raise DataError(f"recipe {recipe.name!r} names no training data (data.source is empty); pass --data PATH "
-                        "with a JSONL or CSV triplet file")
+                        "with a JSONL or CSV triplet file or a folder of shards from `polyiap prepare`")
     fields = TripletFields(recipe.data.image_field, recipe.data.english_field,
                            recipe.data.target_field or pack.code)
     triplets, _ = read_triplets(recipe.data.source, fields, recipe.data.format,
                                 lambda text: normalize_text(text, pack.normalization))
     return triplets
+
+
+def open_recipe_shards(recipe: Recipe, pack: LanguagePack) -> ShardStream:
+    """Open the recipe's folder of WebDataset shards for streaming, with the pack's normalisation."""
+    data = recipe.data
+    for key in ("latents_cache", "teacher_cache"):
+        if getattr(data, key) is not None:
+            raise ConfigError(f"recipe {recipe.name}", f"data.{key}",
+                              f"caches are keyed by image files and captions, which a shard folder ({data.source}) "
+                              "streams instead of listing", f"remove data.{key} or train from a JSONL/CSV file")
+    fields = TripletFields(data.image_field, data.english_field, data.target_field or pack.code)
+    return open_shard_stream(data.source, fields, lambda text: normalize_text(text, pack.normalization),
+                             data.heldout_images, data.heldout_max_samples)
 
 
 def check_models_available(recipe: Recipe) -> None:
@@ -90,8 +115,9 @@ def make_student(recipe: Recipe, pack: LanguagePack, inputs: RunInputs) -> Stude
                 "sampler": {"scheduler": recipe.samples.scheduler, "steps": recipe.samples.steps,
                             "guidance": recipe.samples.guidance}}
     frozen = inputs.backbone
-    student = build_student(recipe.student, inputs.max_length, frozen.context_dim, [t.target for t in inputs.train],
-                            recipe.train.seed, metadata, frozen.pooled_dim, frozen.uses_text_mask)
+    student = build_student(recipe.student, inputs.max_length, frozen.context_dim,
+                            [target for _, target in inputs.caption_pairs()], recipe.train.seed, metadata,
+                            frozen.pooled_dim, frozen.uses_text_mask)
     check_student(student, frozen.context_dim, frozen.pooled_dim)
     return student
 
