@@ -149,3 +149,37 @@ def test_miniworld_source_invalid(source, tmp_path):
 
     with pytest.raises(DataError, match="miniworld://"):
         materialize(source, tmp_path)
+
+
+@teacher_required
+def test_short_transfer_beats_untrained(tmp_path):
+    from polyiap.miniworld.experiments import Condition
+    from polyiap.miniworld.reproduce import Reproduction, ReproduceSettings
+
+    settings = ReproduceSettings(tmp_path, "zh", eval_count=48, held_out_count=0,
+                                 overrides=("train.max_steps=150", "train.eval_every=150",
+                                            "data.source=miniworld://train?count=1000&seed=0"))
+    reproduction = Reproduction(settings)
+    trained = reproduction.run_condition(Condition("pivot", "method"), seed=0)
+    untrained = reproduction.run_condition(Condition("untrained", "method", kind="untrained"), seed=0)
+    assert trained["losses"]["last_train_loss"] < trained["losses"]["first_train_loss"]
+    assert trained["metrics"]["agreement"] > untrained["metrics"]["agreement"] + 0.2
+
+
+@teacher_required
+def test_reproduce_quick_runs_every_stage(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyiap.cli.app import app
+    from polyiap.miniworld.experiments import conditions
+
+    report = tmp_path / "miniworld.md"
+    result = CliRunner().invoke(app, ["miniworld", "reproduce", "--quick", "--work", str(tmp_path / "work"),
+                                      "--report", str(report)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = report.read_text(encoding="utf-8")
+    for condition in conditions((100, 300)):
+        assert f"| {condition.name} |" in text
+        assert (tmp_path / "work" / "seed-0" / condition.slug / "result.json").is_file()
+    assert (tmp_path / "miniworld-grid.png").is_file()
+    assert "quick mode" in text

@@ -51,7 +51,7 @@ def train_judge_command(
 def train_teacher_command(
     output: Path = typer.Option(..., "--output", "-o", help="diffusers folder to write the teacher to"),
     work: Path = typer.Option(..., "--work", help="folder for checkpoints; rerun with the same folder to resume"),
-    unet_steps: int = typer.Option(5000, "--unet-steps", min=1, help="UNet and text-encoder training steps"),
+    unet_steps: int = typer.Option(4000, "--unet-steps", min=1, help="UNet and text-encoder training steps"),
     vae_steps: int = typer.Option(600, "--vae-steps", min=1, help="VAE training steps"),
     judge: Path = typer.Option(None, "--judge", help="judge folder: log the judged accuracy every 1000 steps"),
 ) -> None:
@@ -61,7 +61,8 @@ def train_teacher_command(
 
     logging.getLogger("polyiap").setLevel(logging.INFO)
     config = TeacherConfig(vae_steps=vae_steps, unet_steps=unet_steps)
-    summary = train_teacher(output, work, config, Judge.load(judge) if judge else None)
+    command = " ".join(["polyiap", *sys.argv[1:]])
+    summary = train_teacher(output, work, config, Judge.load(judge) if judge else None, command)
     console.print(f"teacher in {output} after {summary['seconds'] / 60:.1f} min")
 
 
@@ -93,13 +94,21 @@ def reproduce_command(
              "judge_accuracy": judge_accuracy(Judge.load(settings.judge), count=500),
              "language": reproduction.pack.code, "eval_count": settings.eval_sizes()[0],
              "held_out_count": settings.eval_sizes()[1], "steps": reproduction.sampler.steps,
-             "guidance": reproduction.sampler.guidance}
+             "guidance": reproduction.sampler.guidance,
+             "teacher_training": _teacher_training(reproduction.backbone.source)}
     write_report(report, results, reproduction.eval_set, images, facts)
     console.print(f"report written to {report}")
     failed = [name for name, runs in results.items() if not _loss_fell(runs)]
     if failed:
         console.print(f"[red]training loss did not fall[/] for: {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def _teacher_training(folder: Path) -> dict:
+    import json
+
+    path = Path(folder) / "teacher_training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _seed_images(work: Path, runs: list[dict]):

@@ -77,6 +77,14 @@ def write_grid(path: Path, real: np.ndarray, images: dict[str, np.ndarray], colu
 ANALYSIS_HEADING = "\n## Analysis\n"
 
 
+def _teacher_text(training: dict) -> str:
+    if not training:
+        return ""
+    minutes = training.get("seconds", 0) / 60
+    return (f", trained by `{training.get('command') or 'polyiap miniworld train-teacher'}` for "
+            f"{training.get('unet_steps')} UNet steps in {minutes:.0f} min")
+
+
 def write_report(path: Path, results: dict[str, list[dict]], eval_set, images: dict[str, np.ndarray],
                  facts: dict) -> None:
     """Write the Markdown report and its grid PNG beside it.
@@ -100,7 +108,7 @@ Written by `{facts['command']}` on {facts['date']}.
 
 - Machine: {facts['machine']}.
 - Time: {facts['seconds'] / 60:.1f} min for {facts['seeds']} seed(s) of every condition{' (quick mode)' if facts['quick'] else ''}.
-- Teacher: `{facts['teacher']}`; judge: `{facts['judge']}` (held-out accuracy per attribute: {facts['judge_accuracy']}).
+- Teacher: `{facts['teacher']}`{_teacher_text(facts.get('teacher_training') or {})}; judge: `{facts['judge']}` (held-out accuracy per attribute: {facts['judge_accuracy']}).
 - Evaluation: {facts['eval_count']} prompts of training combinations and {facts['held_out_count']} of held-out
   combinations, target language `{language}`, one image per prompt, PNDM {facts['steps']} steps, guidance {facts['guidance']}.
   The teacher's image for a prompt and every student's image for its translation share the seed.

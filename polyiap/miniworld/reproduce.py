@@ -37,13 +37,14 @@ class ReproduceSettings:
     judge: Path = JUDGE_FOLDER
     eval_count: int = 240
     held_out_count: int = 60
+    overrides: tuple[str, ...] = ()  # ``--set`` overrides of the recipe for every condition, applied first
 
     def recipe_overrides(self) -> list[str]:
         overrides = [f"backbone.source={self.teacher}"] if self.teacher else []
         if self.quick:
             overrides += ["train.max_steps=20", "train.eval_every=10", "train.log_every=5", "train.warmup_steps=2",
                           "data.source=miniworld://train?count=300&seed=0", "samples.steps=10"]
-        return overrides
+        return overrides + list(self.overrides)
 
     def data_sizes(self) -> tuple[int, ...]:
         return (100, 300) if self.quick else (100, 300, 1000, 3000)
@@ -75,20 +76,22 @@ class Reproduction:
     def run(self) -> dict[str, list[dict]]:
         """Return the results of every condition, one entry per seed."""
         started = time.monotonic()
-        self.teacher_images = self._teacher_images()
         results: dict[str, list[dict]] = {}
         for seed in range(self.settings.seeds):
             for condition in conditions(self.settings.data_sizes()):
                 if condition.kind == "teacher" and seed > 0:
                     continue  # the teacher is not trained, so every seed would repeat the same images
-                results.setdefault(condition.name, []).append(self._result(condition, seed))
+                results.setdefault(condition.name, []).append(self.run_condition(condition, seed))
         self.say(f"all conditions done in {time.monotonic() - started:.0f} s")
         return results
 
-    def _result(self, condition: Condition, seed: int) -> dict:
+    def run_condition(self, condition: Condition, seed: int) -> dict:
+        """Train (unless stored already), generate and score one condition; return its result."""
         path = self.settings.work / f"seed-{seed}" / condition.slug / "result.json"
         if path.is_file():
             return json.loads(path.read_text())
+        if self.teacher_images is None:
+            self.teacher_images = self._teacher_images()
         self.say(f"seed {seed}: {condition.name}")
         started = time.monotonic()
         if condition.kind == "teacher":

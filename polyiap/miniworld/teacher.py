@@ -40,7 +40,7 @@ class TeacherConfig:
     vae_steps: int = 1500
     vae_batch_size: int = 64
     pool_size: int = 20000
-    unet_steps: int = 6000
+    unet_steps: int = 4000
     unet_batch_size: int = 32
     unet_lr: float = 5e-4
     empty_prompt_rate: float = 0.1
@@ -118,7 +118,7 @@ def encode_pool(vae: nn.Module, config: TeacherConfig, rng: np.random.Generator)
     return torch.cat(means), scenes
 
 
-def train_teacher(output: Path, work_dir: Path, config: TeacherConfig, judge=None) -> dict:
+def train_teacher(output: Path, work_dir: Path, config: TeacherConfig, judge=None, command: str = "") -> dict:
     """Train the teacher and save it to ``output``; resumes from the checkpoints in ``work_dir``.
 
     Creating a file named ``STOP`` in ``work_dir`` ends the UNet training early and saves the teacher as it is.
@@ -129,7 +129,7 @@ def train_teacher(output: Path, work_dir: Path, config: TeacherConfig, judge=Non
     started = time.monotonic()
     rng = np.random.default_rng(config.seed)
     pipeline = _load_or_build(work_dir, config)
-    summary = {"config": asdict(config)}
+    summary = {"command": command, "config": asdict(config)}
 
     if not (work_dir / "vae" / "config.json").is_file():
         summary["vae_mse"] = train_vae(pipeline.vae, config, rng)
