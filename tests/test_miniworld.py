@@ -178,8 +178,34 @@ def test_reproduce_quick_runs_every_stage(tmp_path):
                                       "--report", str(report)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     text = report.read_text(encoding="utf-8")
-    for condition in conditions((100, 300)):
+    for condition in conditions((100, 300), recipe_size=300):
         assert f"| {condition.name} |" in text
-        assert (tmp_path / "work" / "seed-0" / condition.slug / "result.json").is_file()
+        if not condition.same_as:
+            assert (tmp_path / "work" / "seed-0" / condition.slug / "result.json").is_file()
     assert (tmp_path / "miniworld-grid.png").is_file()
     assert "quick mode" in text
+
+
+@teacher_required
+def test_eval_judge_metric_on_teacher(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyiap.cli.app import app
+
+    output = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["eval", "--lang", "zh", "--model", "teacher", "--recipe", "miniworld",
+                                      "--suite", "miniworld", "--limit", "12", "--metrics", "judge",
+                                      "--output", str(output)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((output / "metrics.json").read_text())["metrics"]
+    for name in ("judge_all", "judge_shape", "judge_colour", "judge_position", "judge_size"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert len(list((output / "images").glob("*.png"))) == 12
+
+
+def test_eval_judge_missing_rejected(tmp_path):
+    from polyiap.errors import PolyiapError
+    from polyiap.eval.judge import find_judge
+
+    with pytest.raises(PolyiapError, match="train-judge"):
+        find_judge(tmp_path)

@@ -41,7 +41,9 @@ def eval_command(
     mt_model: str = typer.Option(None, "--mt-model", help="translation model (target language to English)"),
     inception_weights: Path = typer.Option(None, "--inception-weights", help="torch-fidelity Inception weights file"),
     clip_model: str = typer.Option(None, "--clip-model", help="Chinese CLIP folder; default: the pack's clip_model"),
-    metrics: str = typer.Option("fid,clip_score", "--metrics", help="comma-separated: fid, clip_score"),
+    metrics: str = typer.Option("fid,clip_score", "--metrics",
+                                help="comma-separated: fid, clip_score, judge (miniature-world suites)"),
+    judge: Path = typer.Option(None, "--judge", help="miniature-world judge folder; default: the shipped judge"),
 ) -> None:
     """Generate one image per caption of a suite with fixed seeds and measure FID and CLIP score."""
     if ctx.invoked_subcommand is not None:
@@ -64,7 +66,7 @@ def eval_command(
     pack = load_pack(lang)
     loaded_suite = load_suite(pack, suite, captions, images, limit)
     scorers = Scorers.resolve([m.strip() for m in metrics.split(",") if m.strip()], inception_weights,
-                              clip_model or pack.clip_model)
+                              clip_model or pack.clip_model, judge)
     the_recipe = load_recipe(recipe or pack.reference_recipe,
                              [f"backbone.source={backbone}"] if backbone else [])
     if model == "teacher" and the_recipe.backbone.source:

@@ -27,6 +27,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from polyiap.errors import PolyiapError
 from polyiap.eval.clip_score import ClipScorer
+from polyiap.eval.judge import find_judge, judge_sha256, judged_agreement
 from polyiap.eval.fid import InceptionWeights, compute_fid, find_inception_weights, require_torch_fidelity
 from polyiap.eval.report import write_report
 from polyiap.eval.suites import Suite, SuiteItem
@@ -34,7 +35,7 @@ from polyiap.eval.systems import System, settings_record
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("fid", "clip_score")
+METRICS = ("fid", "clip_score", "judge")
 PROTOCOL_FILE = "eval.json"
 METRICS_FILE = "metrics.json"
 
@@ -45,9 +46,11 @@ class Scorers:
 
     inception: InceptionWeights | None = None
     clip: ClipScorer | None = None
+    judge: Path | None = None  # a miniature-world judge folder
 
     @classmethod
-    def resolve(cls, metrics: list[str], inception_path: Path | None, clip_source: str | None) -> "Scorers":
+    def resolve(cls, metrics: list[str], inception_path: Path | None, clip_source: str | None,
+                judge: Path | None = None) -> "Scorers":
         unknown = sorted(set(metrics) - set(METRICS))
         if unknown or not metrics:
             raise PolyiapError(f"--metrics {','.join(metrics)!r}: choose one or more of {', '.join(METRICS)}")
@@ -65,6 +68,11 @@ class Scorers:
                 scorers.clip = ClipScorer(clip_source)
             except PolyiapError as error:
                 problems.append(str(error))
+        if "judge" in metrics:
+            try:
+                scorers.judge = find_judge(judge)
+            except PolyiapError as error:
+                problems.append(str(error))
         if problems:
             raise PolyiapError(" | ".join(problems))
         return scorers
@@ -77,6 +85,8 @@ class Scorers:
         if self.clip:
             record["clip"] = {"source": self.clip.source, "path": str(self.clip.folder),
                               "sha256": self.clip.weights_sha256(), "random_init": self.clip.random_init}
+        if self.judge:
+            record["judge"] = {"path": str(self.judge), "sha256": judge_sha256(self.judge)}
         return record
 
 
@@ -261,6 +271,8 @@ def _score(run: EvalRun, images: list[Path], references: list[Path]) -> dict:
         scores = run.scorers.clip.scores(images, [item.caption for item in run.suite.items])
         metrics["clip_score"] = statistics.fmean(scores)
         result["per_image_clip_score"] = scores
+    if run.scorers.judge:
+        metrics.update(judged_agreement(run.scorers.judge, images, references))
     return result
 
 

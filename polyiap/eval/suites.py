@@ -56,6 +56,8 @@ def _suite_path(override: Path | None, declared: str | None, pack: LanguagePack,
         notes = pack.eval_suites[name].notes
         raise DataError(f"suite {name!r} of pack {pack.code!r} has no {option} path; pass --{option} PATH"
                         + (f" ({notes})" if notes else ""))
+    if override is None and declared.startswith("miniworld://"):
+        return _rendered_suite(declared) if option == "captions" else _rendered_suite(declared).parent
     path = Path(override) if override is not None else pack_path(pack.code).parent / declared
     path = path.expanduser()
     exists = path.is_file() if option == "captions" else path.is_dir()
@@ -153,3 +155,11 @@ class _ImageFinder:
         if self.missing:
             raise DataError(f"{len(self.missing)} reference image(s) of the suite are not under {self.root}, "
                             f"for example {self.missing[0]!r}; pass the folder that holds them with --images")
+
+
+def _rendered_suite(source: str) -> Path:
+    """Render a miniature-world suite into the polyiap cache folder and return its caption file."""
+    from polyiap.backbones.tiny import cache_root
+    from polyiap.miniworld.data import materialize
+
+    return materialize(source, cache_root())

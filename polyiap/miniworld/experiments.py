@@ -31,6 +31,7 @@ class Condition:
         kind: ``student`` (trained), ``untrained`` (built, never trained) or ``teacher`` (English prompts).
         pretrained_init: start from a masked-LM pretrained on the target captions instead of random weights.
         unconditional: sampling's unconditional embedding when it differs from the recipe's.
+        same_as: the name of another condition that trains exactly the same run, whose result it reuses.
     """
 
     name: str
@@ -39,17 +40,24 @@ class Condition:
     kind: str = "student"
     pretrained_init: bool = False
     unconditional: str | None = None
+    same_as: str | None = None
 
     @property
     def slug(self) -> str:
         return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
 
 
-def conditions(data_sizes: tuple[int, ...] = (100, 300, 1000, 3000)) -> list[Condition]:
-    """Return every condition; the pivot student on the recipe's data is the reference row of each group."""
+REFERENCE = "pivot (shared queries)"
+
+
+def conditions(data_sizes: tuple[int, ...] = (100, 300, 1000, 3000), recipe_size: int = 3000) -> list[Condition]:
+    """Return every condition; the pivot student on the recipe's data is the reference row of each group.
+
+    The data-size row of ``recipe_size`` images is the reference run itself.
+    """
     rows = [
         Condition("teacher, English prompts", "method", kind="teacher"),
-        Condition("pivot (shared queries)", "method"),
+        Condition(REFERENCE, "method"),
         Condition("plain denoising loss", "method", ("loss.name=denoise",)),
         Condition("untrained student", "method", kind="untrained"),
         Condition("pivot, pretrained init", "initialisation", pretrained_init=True),
@@ -63,7 +71,8 @@ def conditions(data_sizes: tuple[int, ...] = (100, 300, 1000, 3000)) -> list[Con
     ]
     for size in data_sizes:
         rows.append(Condition(f"pivot, {size} images", "data size",
-                              (f"data.source=miniworld://train?count={size}&seed=0",)))
+                              (f"data.source=miniworld://train?count={size}&seed=0",),
+                              same_as=REFERENCE if size == recipe_size else None))
     return rows
 
 

@@ -4,6 +4,7 @@ Results are stored per seed and condition under the work folder (``result.json``
 run continues where it stopped and ``--seeds 3`` reuses the first seed's results.
 """
 
+import hashlib
 import json
 import logging
 import platform
@@ -49,6 +50,10 @@ class ReproduceSettings:
     def data_sizes(self) -> tuple[int, ...]:
         return (100, 300) if self.quick else (100, 300, 1000, 3000)
 
+    def recipe_size(self) -> int:
+        """Return the image count of the recipe's data (the reference run's)."""
+        return 300 if self.quick else 3000
+
     def eval_sizes(self) -> tuple[int, int]:
         return (24, 8) if self.quick else (self.eval_count, self.held_out_count)
 
@@ -78,15 +83,21 @@ class Reproduction:
         started = time.monotonic()
         results: dict[str, list[dict]] = {}
         for seed in range(self.settings.seeds):
-            for condition in conditions(self.settings.data_sizes()):
+            for condition in self.conditions():
                 if condition.kind == "teacher" and seed > 0:
                     continue  # the teacher is not trained, so every seed would repeat the same images
                 results.setdefault(condition.name, []).append(self.run_condition(condition, seed))
         self.say(f"all conditions done in {time.monotonic() - started:.0f} s")
         return results
 
+    def conditions(self) -> list[Condition]:
+        return conditions(self.settings.data_sizes(), self.settings.recipe_size())
+
     def run_condition(self, condition: Condition, seed: int) -> dict:
         """Train (unless stored already), generate and score one condition; return its result."""
+        if condition.same_as:
+            original = next(c for c in self.conditions() if c.name == condition.same_as)
+            return {**self.run_condition(original, seed), "condition": condition.name, "group": condition.group}
         path = self.settings.work / f"seed-{seed}" / condition.slug / "result.json"
         if path.is_file():
             return json.loads(path.read_text())
@@ -97,29 +108,40 @@ class Reproduction:
         if condition.kind == "teacher":
             images, losses = self.teacher_images, {}
         else:
-            run = self._train(condition, seed, path.parent / "run")
+            run = self._train(condition, seed)
             images, losses = self._student_images(run, condition), _losses(run)
         result = {"condition": condition.name, "group": condition.group, "seed": seed,
                   "metrics": score(self.judge, images, self.eval_set,
                                    None if condition.kind == "teacher" else self.teacher_images),
-                  "losses": losses, "seconds": round(time.monotonic() - started, 1)}
+                  "losses": losses, "seconds": round(time.monotonic() - started, 1),
+                  "images": str(path.parent.relative_to(self.settings.work) / "images.npy")}
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path.parent / "images.npy", images)
         write_json_atomically(path, result)
         return result
 
-    def _train(self, condition: Condition, seed: int, output: Path) -> Path:
+    def _train(self, condition: Condition, seed: int) -> Path:
+        """Return the run folder of the condition's training, training it unless an equal run finished.
+
+        Runs are keyed by their overrides, so conditions that differ only in sampling share one run.
+        """
         from polyiap.recipes import load_recipe
         from polyiap.train import SilentProgress, transfer
 
         overrides = self.settings.recipe_overrides() + [f"train.seed={seed}", *condition.overrides]
         if condition.pretrained_init:
             overrides.append(f"student.init={self._pretrained(seed)}")
+        key = hashlib.sha256(json.dumps([condition.kind, overrides]).encode()).hexdigest()[:12]
+        output = self.settings.work / f"seed-{seed}" / "runs" / key
+        if (output / "finished").is_file():
+            return output
+        shutil.rmtree(output, ignore_errors=True)  # an unfinished run from an interrupted reproduce
         recipe = load_recipe(RECIPE, overrides)
-        shutil.rmtree(output, ignore_errors=True)  # a run without a result.json did not finish
         if condition.kind == "untrained":
-            return _save_untrained(recipe, self.pack, output)
-        transfer(recipe, self.pack, output, None, SilentProgress(), command=["polyiap miniworld reproduce"])
+            _save_untrained(recipe, self.pack, output)
+        else:
+            transfer(recipe, self.pack, output, None, SilentProgress(), command=["polyiap miniworld reproduce"])
+        (output / "finished").write_text(json.dumps(overrides) + "\n")
         return output
 
     def _pretrained(self, seed: int) -> Path:
