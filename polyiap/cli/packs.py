@@ -64,5 +64,6 @@ def new_command(
     path = output or Path(f"{code}.yaml")
     if path.exists():
         raise ConfigError(str(path), "(file)", "the file already exists", "choose another --output or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(pack_skeleton(code), encoding="utf-8")
     typer.echo(f"wrote {path}; fill every <FILL IN: ...> value, then run `polyiap packs validate {path}`")

@@ -58,7 +58,7 @@ def prepare_command(
 
     from polyiap.data.prepare import PrepareOptions, prepare
     from polyiap.data.sources import SourceFields
-    from polyiap.packs import TranslationModel, load_pack
+    from polyiap.packs import TranslationModel, load_pack, pack_path
 
     pack = load_pack(lang)
     spec = pack.translation_model
@@ -68,7 +68,7 @@ def prepare_command(
     options = PrepareOptions(shard_size=shard_size, batch_size=batch_size, num_beams=num_beams, max_chars=max_chars,
                              device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
                              fields=SourceFields(english_field, image_field))
-    manifest = prepare(pack, source, output, options, spec, RichPrepareProgress())
+    manifest = prepare(pack, source, output, options, spec, RichPrepareProgress(), pack_file=str(pack_path(lang)))
     console.print(f"[green]done[/]: {manifest['samples']} triplets of {manifest['images']} images in "
                   f"{len(manifest['shards'])} shards under {output}; read {manifest['read']} source rows")
     for reason, count in manifest["dropped"].items():

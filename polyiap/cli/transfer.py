@@ -49,7 +49,7 @@ def transfer_command(
     lang: str = typer.Option(..., "--lang", help="target language code (a pack in languages/) or a pack YAML path"),
     recipe: str = typer.Option(None, "--recipe", help="recipe name or YAML path; default: the pack's reference recipe"),
     output: Path = typer.Option(..., "--output", "-o", help="run folder to create (or to continue with --resume)"),
-    data: str = typer.Option(None, "--data", help="triplet file (JSONL/CSV) replacing the recipe's data.source"),
+    data: str = typer.Option(None, "--data", help="triplet file (JSONL/CSV) or shard folder of `polyiap prepare`, replacing the recipe's data.source"),
     overrides: list[str] = typer.Option([], "--set", help="override a recipe value, e.g. --set train.lr=1e-4"),
     resume: str = typer.Option(None, "--resume", help="`latest` or a checkpoint folder to continue from"),
 ) -> None:

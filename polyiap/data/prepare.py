@@ -68,17 +68,23 @@ class _Candidate:
 
 
 def prepare(pack: LanguagePack, source: Path, output: Path, options: PrepareOptions,
-            translation: TranslationModel | None = None, progress: PrepareProgress | None = None) -> dict:
-    """Translate and filter ``source`` into shards under ``output``; return the manifest written there."""
+            translation: TranslationModel | None = None, progress: PrepareProgress | None = None,
+            pack_file: str | None = None) -> dict:
+    """Translate and filter ``source`` into shards under ``output``; return the manifest written there.
+
+    ``pack_file`` is the pack's YAML file, named in errors; by default the shipped pack of its code.
+    """
     progress = progress or _Silent()
+    pack_file = pack_file or str(pack_path(pack.code))
     spec = translation or pack.translation_model
     if spec is None:
-        raise DataError(f"language pack {pack.code!r} names no translation_model; add one to {pack_path(pack.code)} "
+        raise DataError(f"language pack {pack.code!r} names no translation_model; add one to {pack_file} "
                         "or pass --translation-model")
     kind, units = open_source(source, options.fields, options.shard_size)
     output.mkdir(parents=True, exist_ok=True)
     settings = _settings(pack, source, kind, spec, options)
-    _check_settings(output, settings)
+    started = any(_is_finished(output, index) for index in range(len(units)))
+    _check_settings(output, settings, started)
 
     finished = {index for index in range(len(units)) if _is_finished(output, index)}
     progress.on_start(len(units), len(finished))
@@ -88,7 +94,7 @@ def prepare(pack: LanguagePack, source: Path, output: Path, options: PrepareOpti
         if index in finished:
             continue
         if translator is None:
-            translator = _load_translator(spec, pack, options)
+            translator = _load_translator(spec, pack_file, options)
         stats = _prepare_unit(index, unit, output, pack, translator, options, seen)
         progress.on_unit(unit.name, stats["kept"], sum(stats["dropped"].values()))
     manifest = _write_manifest(output, settings, len(units))
@@ -96,10 +102,10 @@ def prepare(pack: LanguagePack, source: Path, output: Path, options: PrepareOpti
     return manifest
 
 
-def _load_translator(spec: TranslationModel, pack: LanguagePack, options: PrepareOptions):
+def _load_translator(spec: TranslationModel, pack_file: str, options: PrepareOptions):
     from polyiap.data.translate import Translator
 
-    return Translator(spec, str(pack_path(pack.code)), options.batch_size, options.num_beams,
+    return Translator(spec, pack_file, options.batch_size, options.num_beams,
                       options.max_new_tokens, options.device)
 
 
@@ -109,11 +115,17 @@ def _settings(pack: LanguagePack, source: Path, kind: str, spec: TranslationMode
             "options": {k: v for k, v in asdict(options).items() if k not in ("device", "batch_size")}}
 
 
-def _check_settings(output: Path, settings: dict) -> None:
-    """Reject resuming into a folder prepared with other settings, whose shards would mix two datasets."""
+def _check_settings(output: Path, settings: dict, started: bool) -> None:
+    """Reject resuming into a folder prepared with other settings, whose shards would mix two datasets.
+
+    Before the first shard is finished nothing can mix, so new settings replace the saved ones.
+    """
     path = output / SETTINGS
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != settings and not started:
+            write_atomic(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
+            return
         if saved != settings:
             changed = sorted(key for key in settings if saved.get(key) != settings[key])
             raise DataError(f"{output} was prepared with other settings (different {', '.join(changed)}); rerun with "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from polyiap.errors import ConfigError, DataError
+from polyiap.errors import ConfigError, DataError, ModelNotAvailableError
 from polyiap.hub import resolve_model_source
 from polyiap.packs import TranslationModel
 
@@ -51,8 +51,13 @@ class Translator:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         folder = resolve_model_source(spec.model, "translation model", "--translation-model")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(folder).to(device).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(folder).to(device).eval()
+        except (OSError, ValueError) as error:
+            raise ModelNotAvailableError(
+                f"failed to load the translation model from {folder} ({error}); pass --translation-model with "
+                "a folder written by save_pretrained that holds a seq2seq model and its tokenizer") from error
         self.family = detect_family(folder, self.tokenizer) if spec.family == "auto" else spec.family
         self.spec, self.batch_size, self.device = spec, batch_size, device
         self.generate_options = {"num_beams": num_beams, "max_new_tokens": max_new_tokens}
