@@ -209,3 +209,20 @@ def test_eval_judge_missing_rejected(tmp_path):
 
     with pytest.raises(PolyiapError, match="train-judge"):
         find_judge(tmp_path)
+
+
+def test_train_teacher_saves_loadable_folder(tmp_path):
+    from polyiap.backbones import load_backbone
+    from polyiap.miniworld.teacher import TeacherConfig, train_teacher
+
+    config = TeacherConfig(vae_steps=2, unet_steps=3, pool_size=40, vae_batch_size=8, unet_batch_size=4,
+                           checkpoint_every=2)
+    summary = train_teacher(tmp_path / "teacher", tmp_path / "work", config, command="test")
+    assert summary["unet_steps"] == 3
+    assert (tmp_path / "work" / "checkpoint.pt").is_file()
+    backbone = load_backbone("miniworld", str(tmp_path / "teacher"))
+    assert backbone.resolution == 32
+    assert backbone.context_dim == 128
+
+    config.unet_steps = 5  # a rerun with the same work folder resumes at step 3
+    assert train_teacher(tmp_path / "teacher", tmp_path / "work", config)["unet_steps"] == 5
