@@ -60,7 +60,7 @@ def sdxl_student_encoder(student: StudentEncoder) -> torch.nn.Module:
                   "AutoModel": f"{SDXL_MODULE}.PolyiapSDXLTextEncoder"})
     model = sdxl_text_encoder.PolyiapSDXLTextEncoder(wrapper_config).eval()
     missing, unexpected = model.encoder.load_state_dict(student.encoder.state_dict(), strict=False)
-    # A student loaded without a pooler leaves the rebuilt encoder's pooler unused and uninitialised.
+    # A student encoder without a pooler leaves the rebuilt encoder's pooler unused, with random weights.
     missing = [key for key in missing if not key.startswith("pooler.")]
     if missing or unexpected:
         raise ExportError(f"cannot rebuild the student's {config.get('model_type')} encoder from its config: missing "
@@ -85,9 +85,9 @@ def check_sdxl_output(student: StudentEncoder, model: torch.nn.Module) -> None:
     pairs = {"sequence": (output.hidden_states[-2], expected.sequence), "pooled": (output[0], expected.pooled)}
     for name, (actual, wanted) in pairs.items():
         if actual.shape != wanted.shape or not torch.allclose(actual, wanted, rtol=1e-5, atol=1e-5):
-            raise ExportError(f"the exported SDXL text encoder's {name} differs from the student's; the padding mask "
-                              "rebuilt from the pad token id probably differs from the tokenizer's (a tokenizer that "
-                              "pads with a token it also uses in text, such as CLIP's end-of-text token)")
+            raise ExportError(f"the exported SDXL text encoder's {name} differs from the student's. The usual cause "
+                              "is a tokenizer that pads with a token it also uses in text (such as CLIP's end-of-text "
+                              "token), so the padding mask rebuilt from the pad token id is wrong")
 
 
 def empty_prompt_zeros(student: StudentEncoder, backbone: Backbone) -> tuple[bool, list[str]]:

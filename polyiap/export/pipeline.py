@@ -32,7 +32,7 @@ PIPELINE_EXPORTERS: Registry = Registry("pipeline export")
 
 @dataclass
 class ExportedLayout:
-    """What a family's exporter wrote besides the files: notes for the log and how to use the folder.
+    """A family exporter's result besides the files: notes for the log and the options the folder needs.
 
     Args:
         notes: warnings and facts the export logs and records.

@@ -7,9 +7,9 @@ so it imports only torch and transformers, never polyiap.
 ``encoder(input_ids, output_hidden_states=True)`` without an attention mask. It reads the sequence from
 ``hidden_states[-2]`` and the pooled embedding from ``output[0]`` when that is 2-D. With ``text_encoder``
 and ``tokenizer`` set to None it uses ``text_encoder_2`` alone, and the added time embedding width comes
-from ``config.projection_dim``. The student computes its sequence as a linear projection after its
-encoder's last layer and its pooled embedding from the masked mean of that layer, so no stock
-transformers class returns either in those places; this class does.
+from ``config.projection_dim``. The student's sequence is a linear projection after its encoder's last
+layer, and its pooled embedding projects the masked mean of that layer. No stock transformers class
+returns either in those places, so this class does.
 """
 
 from dataclasses import dataclass
@@ -81,8 +81,9 @@ class PolyiapSDXLTextEncoder(PreTrainedModel):
                 **kwargs) -> PolyiapSDXLTextEncoderOutput:
         """Return the pooled embedding first and the sequence as ``last_hidden_state`` and ``hidden_states[-2]``.
 
-        Without ``attention_mask`` the padding mask is every position whose id is not the pad token id,
-        which is what the student's tokenizer produces when it pads; the SDXL pipeline passes no mask.
+        The SDXL pipeline passes no ``attention_mask``, so the padding mask is rebuilt as every position
+        whose id is not the pad token id. That equals the tokenizer's mask when padding is its only use of
+        that id, which the export checks.
         """
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
