@@ -67,7 +67,7 @@ class PromptEncoder:
         if negative or self.unconditional == "student":
             uncond = self.student.encode([normalized[-1]] * len(prompts))
         else:
-            uncond = self.backbone.encode_teacher([""] * len(prompts))
+            uncond = self.backbone.teacher_unconditional(len(prompts))
         return positive, uncond.to(positive.sequence.device, positive.sequence.dtype)
 
     def pipeline_inputs(self, prompts: list[str], negative: str) -> dict:

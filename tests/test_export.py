@@ -183,3 +183,143 @@ def test_unknown_format_rejected(trained_run, tmp_path):
                                  "--format", "onnx"])
     assert result.exit_code == 2
     assert "--format 'onnx' is not supported" in result.output
+
+
+FAMILIES = ["tiny-sd2", "tiny-sdxl", "tiny-pixart"]
+
+
+@pytest.fixture(scope="module")
+def family_runs(tmp_path_factory, small_triplets):
+    """One two-step run per tiny family, trained lazily and exported once, keyed by family."""
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            folder = tmp_path_factory.mktemp(family)
+            run, output = folder / "run", folder / "pipeline"
+            result = runner.invoke(app, [
+                "transfer", "--lang", "zh", "--recipe", "demo", "--output", str(run), "--data", str(small_triplets),
+                "--set", f"backbone.family={family}", "--set", "train.max_steps=2", "--set", "train.batch_size=4",
+                "--set", "data.heldout_images=2", "--set", "samples.num_prompts=0", "--set", "student.tiny_layers=1"])
+            assert result.exit_code == 0, result.output
+            result = runner.invoke(app, ["export", "--model", str(run), "--output", str(output)])
+            assert result.exit_code == 0, result.output
+            cache[family] = run, output
+        return cache[family]
+
+    return get
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_stock_same_image(family_runs, tmp_path, family):
+    run, exported = family_runs(family)
+    student, backbone, settings = load_student_and_backbone(run)
+    prompt, negative = "一隻熊 站在ＲＥＤ car 旁", "模糊"
+    stdout = run_stock(exported, prompt, tmp_path / "stock.png", "--negative-prompt", negative, "--run-scheduler")
+    ours = generate_images(student, backbone, [prompt], FEW_STEPS, negative_prompt=negative, seed=5)[0][0]
+    assert "polyiap imported: False" in stdout
+    with Image.open(tmp_path / "stock.png") as stock:
+        assert np.array_equal(pixels(stock), pixels(ours))
+
+
+@pytest.mark.parametrize("family", ["tiny-sdxl", "tiny-pixart"])
+def test_family_empty_negative_same_image(family_runs, tmp_path, family):
+    run, exported = family_runs(family)
+    student, backbone, _ = load_student_and_backbone(run)
+    stdout = run_stock(exported, "一只熊", tmp_path / "stock.png", "--run-scheduler")
+    ours = generate_images(student, backbone, ["一只熊"], FEW_STEPS, seed=5)[0][0]
+    assert "polyiap imported: False" in stdout
+    with Image.open(tmp_path / "stock.png") as stock:
+        assert np.array_equal(pixels(stock), pixels(ours))
+
+
+def test_sd2_keeps_v_prediction(family_runs):
+    _, exported = family_runs("tiny-sd2")
+    scheduler = json.loads((exported / "scheduler" / "scheduler_config.json").read_text())
+    index = json.loads((exported / "model_index.json").read_text())
+    assert scheduler["prediction_type"] == "v_prediction"
+    assert index["text_encoder"] == ["transformers", "BertForTokenClassification"]
+
+
+def test_sdxl_layout(family_runs):
+    _, exported = family_runs("tiny-sdxl")
+    index = json.loads((exported / "model_index.json").read_text())
+    record = json.loads((exported / "polyiap_export.json").read_text(encoding="utf-8"))
+    assert index["text_encoder"] == [None, None]
+    assert index["tokenizer"] == [None, None]
+    assert index["text_encoder_2"] == ["polyiap_sdxl_text_encoder", "PolyiapSDXLTextEncoder"]
+    assert (exported / "text_encoder_2" / "polyiap_sdxl_text_encoder.py").is_file()
+    assert index["force_zeros_for_empty_prompt"] is False
+    assert record["load_options"] == {"trust_remote_code": True}
+    assert any("trust_remote_code=True" in note for note in record["notes"])
+
+
+def test_sdxl_needs_trust_remote_code(family_runs):
+    from diffusers import DiffusionPipeline
+
+    _, exported = family_runs("tiny-sdxl")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        DiffusionPipeline.from_pretrained(exported)
+
+
+def test_sdxl_encoder_matches_student(family_runs):
+    from diffusers import DiffusionPipeline
+
+    run, exported = family_runs("tiny-sdxl")
+    student, _, _ = load_student_and_backbone(run)
+    pipe = DiffusionPipeline.from_pretrained(exported, trust_remote_code=True)
+    with torch.no_grad():
+        sequence, _, pooled, _ = pipe.encode_prompt("兩隻狗在雪地裡玩", device="cpu", do_classifier_free_guidance=False)
+        ours = student.encode(["两只狗在雪地里玩"])
+    assert pipe.text_encoder_2.config.projection_dim == 16
+    torch.testing.assert_close(sequence, ours.sequence, rtol=0, atol=0)
+    torch.testing.assert_close(pooled, ours.pooled, rtol=0, atol=0)
+
+
+def test_sdxl_teacher_unconditional_keeps_zeros(family_runs, tmp_path):
+    from polyiap.export import export_pipeline
+
+    run, _ = family_runs("tiny-sdxl")
+    student, backbone, settings = load_student_and_backbone(run)
+    student.metadata["unconditional"] = "teacher"
+    notes = export_pipeline(student, backbone, settings, tmp_path / "pipeline")
+    index = json.loads((tmp_path / "pipeline" / "model_index.json").read_text())
+    zeros = backbone.teacher_unconditional(2)
+    assert index["force_zeros_for_empty_prompt"] is True
+    assert any("force_zeros_for_empty_prompt stays true" in note for note in notes)
+    assert zeros.sequence.shape == (2, backbone.max_length, backbone.context_dim)
+    assert not zeros.sequence.any()
+    assert not zeros.pooled.any()
+
+
+def test_sdxl_single_file_rejected(family_runs, tmp_path):
+    run, _ = family_runs("tiny-sdxl")
+    result = runner.invoke(app, ["export", "--model", str(run), "--output", str(tmp_path / "te.safetensors"),
+                                 "--format", "single-file"])
+    assert result.exit_code == 2
+    assert "pooled head" in result.output
+    assert not (tmp_path / "te.safetensors").exists()
+
+
+def test_pixart_call_options(family_runs):
+    _, exported = family_runs("tiny-pixart")
+    record = json.loads((exported / "polyiap_export.json").read_text(encoding="utf-8"))
+    index = json.loads((exported / "model_index.json").read_text())
+    assert record["call_options"] == {"clean_caption": False, "max_sequence_length": 32,
+                                      "use_resolution_binning": False}
+    assert index["text_encoder"] == ["transformers", "BertForTokenClassification"]
+    assert index["transformer"] == ["diffusers", "PixArtTransformer2DModel"]
+
+
+def test_pixart_unmasked_student_rejected(demo_rows, tmp_path):
+    from polyiap.backbones import load_backbone
+    from polyiap.encoders import build_student
+    from polyiap.export import ExportError, export_pipeline
+    from polyiap.recipes.schema import StudentConfig
+
+    backbone = load_backbone("tiny-pixart", None)
+    config = StudentConfig(tiny_layers=1, attention_mask=False)
+    student = build_student(config, 16, backbone.context_dim, [r["zh"] for r in demo_rows], seed=0, output_mask=True)
+    with pytest.raises(ExportError, match="student.attention_mask: true"):
+        export_pipeline(student, backbone, FEW_STEPS, tmp_path / "pipeline")
+    assert list(tmp_path.iterdir()) == []

@@ -59,6 +59,10 @@ class Backbone(ABC):
         """Return the attention modules whose keys and values come from text, by module name."""
         return cross_attention_modules(self.denoiser())
 
+    def teacher_unconditional(self, batch_size: int) -> TextConditioning:
+        """Return the teacher's unconditional conditioning (its encoding of the empty prompt) for ``batch_size`` rows."""
+        return self.encode_teacher([""] * batch_size)
+
     def pivot_inputs(self, conditioning: TextConditioning) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return text states and mask as the cross-attention layers receive them during `denoise`.
 

@@ -107,8 +107,19 @@ class SDXLBackbone(Backbone):
         return {"text_encoder": self.text_encoder, "text_encoder_2": self.text_encoder_2, "vae": self.vae,
                 "unet": self.unet}
 
-    # NOTE: a teacher-made unconditional embedding encodes "" like an explicit empty negative prompt, whereas the
-    # stock pipeline without a negative prompt uses zeros (force_zeros_for_empty_prompt).
+    def teacher_unconditional(self, batch_size: int) -> TextConditioning:
+        """Return zeros when the folder sets ``force_zeros_for_empty_prompt``, else the teacher's encoding of "".
+
+        The stock pipeline uses zeros for an omitted negative prompt when the flag is set, as SDXL base was
+        trained to expect.
+        """
+        if not self.force_zeros_for_empty_prompt:
+            return super().teacher_unconditional(batch_size)
+        width = self.text_encoder.config.hidden_size + self.text_encoder_2.config.hidden_size
+        options = {"device": self.text_encoder.device, "dtype": self.text_encoder.dtype}
+        return TextConditioning(torch.zeros(batch_size, self.max_length, width, **options),
+                                pooled=torch.zeros(batch_size, self.pooled_dim, **options))
+
     def pipeline_inputs(self, positive: TextConditioning, negative: TextConditioning) -> dict:
         return {**super().pipeline_inputs(positive, negative),
                 "pooled_prompt_embeds": positive.pooled, "negative_pooled_prompt_embeds": negative.pooled}

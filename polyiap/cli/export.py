@@ -1,5 +1,6 @@
 """``polyiap export``: a trained student as a stock diffusers pipeline folder or one safetensors file."""
 
+import json
 from pathlib import Path
 
 import typer
@@ -24,7 +25,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="replace a non-empty output folder or an existing file"),
 ) -> None:
     """Export a trained student where images are made: stock diffusers, ComfyUI."""
-    from polyiap.export import export_pipeline, export_single_file, run_empty_prompt_rate
+    from polyiap.export import EXPORT_RECORD, export_pipeline, export_single_file, run_empty_prompt_rate
     from polyiap.generate import load_student_and_backbone
 
     if format not in FORMATS:
@@ -36,5 +37,7 @@ def export_command(
         return
     export_pipeline(student, backbone, settings, output, force, source=model,
                     empty_prompt_rate=run_empty_prompt_rate(model))
+    record = json.loads((output / EXPORT_RECORD).read_text(encoding="utf-8"))
+    options = "".join(f", {key}={value!r}" for key, value in record["load_options"].items())
     console.print(f"[green]wrote[/] a diffusers pipeline folder to {output}; load it with "
-                  f"DiffusionPipeline.from_pretrained({str(output)!r})")
+                  f"DiffusionPipeline.from_pretrained({str(output)!r}{options})")

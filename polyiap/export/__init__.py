@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from polyiap.export.pipeline import EXPORT_RECORD, PIPELINE_EXPORTERS, export_pipeline
+from polyiap.export import families  # noqa: F401  (registers the SDXL and PixArt exporters)
+from polyiap.export.pipeline import EXPORT_RECORD, PIPELINE_EXPORTERS, ExportedLayout, export_pipeline
 from polyiap.export.single_file import SINGLE_FILE_FORMAT, export_single_file
 from polyiap.export.text_encoder import ExportError, stock_text_encoder
 
-__all__ = ["EXPORT_RECORD", "PIPELINE_EXPORTERS", "SINGLE_FILE_FORMAT", "ExportError", "export_pipeline",
+__all__ = ["EXPORT_RECORD", "PIPELINE_EXPORTERS", "ExportedLayout", "SINGLE_FILE_FORMAT", "ExportError", "export_pipeline",
            "export_single_file", "run_empty_prompt_rate", "stock_text_encoder"]
 
 

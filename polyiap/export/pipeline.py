@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import transformers
@@ -26,8 +26,23 @@ logger = logging.getLogger(__name__)
 
 EXPORT_RECORD = "polyiap_export.json"
 
-# family -> function(student, backbone, staging folder) -> notes for the export log.
+# family -> function(student, backbone, staging folder) -> ExportedLayout.
 PIPELINE_EXPORTERS: Registry = Registry("pipeline export")
+
+
+@dataclass
+class ExportedLayout:
+    """A family exporter's result besides the files: notes for the log and the options the folder needs.
+
+    Args:
+        notes: warnings and facts the export logs and records.
+        load_options: keyword arguments that ``DiffusionPipeline.from_pretrained`` needs for the folder.
+        call_options: keyword arguments that a pipeline call needs to give `polyiap generate`'s images.
+    """
+
+    notes: list[str] = field(default_factory=list)
+    load_options: dict = field(default_factory=dict)
+    call_options: dict = field(default_factory=dict)
 
 
 def export_pipeline(student: StudentEncoder, backbone: Backbone, settings: SamplerSettings, output: Path,
@@ -49,11 +64,13 @@ def export_pipeline(student: StudentEncoder, backbone: Backbone, settings: Sampl
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes the folder private; the export is an ordinary folder
     try:
-        notes = unconditional_notes(student, empty_prompt_rate) + sampler_notes(settings, backbone)
-        notes += exporter(student, backbone, staging)
+        layout = exporter(student, backbone, staging)
+        notes = unconditional_notes(student, empty_prompt_rate) + sampler_notes(settings, backbone) + layout.notes
         record = {"source": str(source) if source else None, "backbone": student.metadata.get("backbone"),
                   "language": student.metadata.get("language"), "max_length": student.max_length,
-                  "sampler": asdict(settings), "notes": notes}
+                  "sampler": asdict(settings),
+                  "scheduler": run_scheduler(settings), "load_options": layout.load_options,
+                  "call_options": layout.call_options, "notes": notes}
         (staging / EXPORT_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
         replace_folder(staging, output)
@@ -103,16 +120,24 @@ def unconditional_notes(student: StudentEncoder, empty_prompt_rate: float | None
             "samples.unconditional: student"]
 
 
-def sampler_notes(settings: SamplerSettings, backbone: Backbone) -> list[str]:
-    """Return a note when the run sampled with a scheduler other than the base model's own."""
-    from polyiap.backbones.samplers import SAMPLERS
+def run_scheduler(settings: SamplerSettings) -> dict:
+    """Return the scheduler class `polyiap generate` samples with and the config values it sets on the base's."""
+    from polyiap.backbones.samplers import SAMPLER_OVERRIDES, SAMPLERS
 
-    base_class = getattr(backbone, "scheduler_config", {}).get("_class_name")
-    run_class = SAMPLERS.get(settings.scheduler)
-    if base_class and base_class != run_class:
-        return [f"the run samples with {run_class} ({settings.scheduler}) and the base model's scheduler is "
-                f"{base_class}; the exported folder keeps the base scheduler, so set "
-                f"`pipe.scheduler = {run_class}.from_config(pipe.scheduler.config)` to match `polyiap generate`"]
+    return {"class": SAMPLERS.get(settings.scheduler), "config": SAMPLER_OVERRIDES.get(settings.scheduler, {})}
+
+
+def sampler_notes(settings: SamplerSettings, backbone: Backbone) -> list[str]:
+    """Return a note when the run samples with another scheduler, or other settings, than the base model's own."""
+    base_config = getattr(backbone, "scheduler_config", {})
+    base_class = base_config.get("_class_name")
+    scheduler = run_scheduler(settings)
+    changed = {key: value for key, value in scheduler["config"].items() if base_config.get(key) != value}
+    if base_class and (base_class != scheduler["class"] or changed):
+        arguments = "".join(f", {key}={value!r}" for key, value in changed.items())
+        return [f"the run samples with {scheduler['class']} ({settings.scheduler}) and the base model's scheduler is "
+                f"{base_class}; the exported folder keeps the base scheduler, so set `pipe.scheduler = "
+                f"{scheduler['class']}.from_config(pipe.scheduler.config{arguments})` to match `polyiap generate`"]
     return []
 
 
@@ -134,31 +159,46 @@ def tokenizer_class_name(tokenizer) -> str:
 
 def write_student_components(student: StudentEncoder, folder: Path) -> list[str]:
     """Write ``text_encoder/`` and ``tokenizer/``; return the class names for the model index and the notes."""
-    from transformers import AutoTokenizer
-
     encoder = stock_text_encoder(student)
     encoder.save_pretrained(folder / "text_encoder")
-    if write_tokenizer(student, folder / "tokenizer"):
-        return [type(encoder).__name__, "PreTrainedTokenizerFast"]
+    tokenizer_class, notes = write_tokenizer_component(student, folder / "tokenizer")
+    return [type(encoder).__name__, tokenizer_class, *notes]
+
+
+def write_tokenizer_component(student: StudentEncoder, folder: Path) -> tuple[str, list[str]]:
+    """Write the student's tokenizer to ``folder``; return its class name for the model index and the notes."""
+    from transformers import AutoTokenizer
+
+    if write_tokenizer(student, folder):
+        return "PreTrainedTokenizerFast", []
     note = ("the student's tokenizer is not a fast tokenizer, so the exported tokenizer cannot apply the language "
             "pack's normalisation; normalise prompts before passing them to the pipeline")
-    return [type(encoder).__name__, tokenizer_class_name(AutoTokenizer.from_pretrained(folder / "tokenizer")), note]
+    return tokenizer_class_name(AutoTokenizer.from_pretrained(folder)), [note]
 
 
-def export_stable_diffusion(student: StudentEncoder, backbone: Backbone, folder: Path) -> list[str]:
-    """Write an SD 1.x / 2.x pipeline: the base components plus the student as ``text_encoder``."""
+def check_context_width(student: StudentEncoder, backbone: Backbone) -> None:
+    """Raise `ExportError` when the student's output width is not the backbone's context width."""
     if student.context_dim != backbone.context_dim:
         raise ExportError(f"the student's output width {student.context_dim} differs from the backbone's context "
                           f"width {backbone.context_dim}; export the student with the backbone it was trained for")
+
+
+def write_model_index(folder: Path, index: dict) -> None:
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def export_stable_diffusion(student: StudentEncoder, backbone: Backbone, folder: Path) -> ExportedLayout:
+    """Write an SD 1.x / 2.x pipeline: the base components plus the student as ``text_encoder``."""
+    check_context_width(student, backbone)
     index = copy_components(Path(backbone.source), folder, {"text_encoder", "tokenizer"})
     encoder_class, tokenizer_class, *notes = write_student_components(student, folder)
     index["text_encoder"] = ["transformers", encoder_class]
     index["tokenizer"] = ["transformers", tokenizer_class]
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    return notes
+    write_model_index(folder, index)
+    return ExportedLayout(notes)
 
 
-PIPELINE_EXPORTERS.register("sd1")(export_stable_diffusion)
-PIPELINE_EXPORTERS.register("tiny")(export_stable_diffusion)
-# TODO: SDXL (two text encoders and a pooled embedding) and PixArt (a text mask that the pipeline passes
-# on) need their own exporters registered here once their backbone adapters exist.
+# SD 2.x folders have the SD 1.x layout and pipeline class. The scheduler (v-prediction for the 768-pixel
+# models) is copied with the other base components, so its prediction type stays as it was.
+for _family in ("sd1", "tiny", "sd2", "tiny-sd2"):
+    PIPELINE_EXPORTERS.register(_family)(export_stable_diffusion)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from polyiap.encoders import StudentEncoder
 from polyiap.errors import PolyiapError
-from polyiap.export.text_encoder import stock_text_encoder, write_tokenizer
+from polyiap.export.text_encoder import ExportError, stock_text_encoder, write_tokenizer
 
 SINGLE_FILE_FORMAT = "polyiap-text-encoder/1"
 
@@ -27,6 +27,10 @@ def export_single_file(student: StudentEncoder, output: Path, force: bool = Fals
         raise PolyiapError(f"--output {str(output)!r} must end in .safetensors for the single-file format")
     if output.exists() and not force:
         raise PolyiapError(f"--output {str(output)!r} exists; choose another name or pass --force to replace it")
+    if student.pooled_head is not None:
+        raise ExportError("the single-file format and the ComfyUI node carry the token states only, and this student "
+                          f"also has a {student.pooled_dim} wide pooled head that SDXL reads; export the pipeline "
+                          "folder (--format pipeline) instead")
     encoder = stock_text_encoder(student)
     metadata = single_file_metadata(student, encoder)
     output.parent.mkdir(parents=True, exist_ok=True)

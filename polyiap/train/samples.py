@@ -23,7 +23,7 @@ def sample_grid(backbone: Backbone, student: StudentEncoder, prompts: list[str],
         if unconditional == "student":
             negative = student.encode([""] * len(prompts))
         else:
-            negative = backbone.encode_teacher([""] * len(prompts))
+            negative = backbone.teacher_unconditional(len(prompts))
         generator = torch.Generator().manual_seed(seed)
         images = pipeline(**backbone.pipeline_inputs(positive, negative), **backbone.pipeline_options(),
                           num_inference_steps=steps, guidance_scale=guidance, generator=generator,
