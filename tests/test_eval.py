@@ -98,7 +98,7 @@ def test_missing_suite_path_is_an_error(zh, tmp_path):
 
 
 def test_unknown_suite_lists_declared_ones(zh):
-    with pytest.raises(DataError, match="declared: aic-icc, coco-cn, demo, mscoco-zh"):
+    with pytest.raises(DataError, match="declared: aic-icc, coco-cn, demo, miniworld, miniworld-held-out, mscoco-zh"):
         load_suite(zh, "xtd10")
 
 

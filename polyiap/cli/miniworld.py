@@ -51,7 +51,7 @@ def train_judge_command(
 def train_teacher_command(
     output: Path = typer.Option(..., "--output", "-o", help="diffusers folder to write the teacher to"),
     work: Path = typer.Option(..., "--work", help="folder for checkpoints; rerun with the same folder to resume"),
-    unet_steps: int = typer.Option(3200, "--unet-steps", min=1, help="UNet and text-encoder training steps"),
+    unet_steps: int = typer.Option(4000, "--unet-steps", min=1, help="UNet and text-encoder training steps"),
     vae_steps: int = typer.Option(600, "--vae-steps", min=1, help="VAE training steps"),
     judge: Path = typer.Option(None, "--judge", help="judge folder: log the judged accuracy every 1000 steps"),
 ) -> None:

@@ -40,7 +40,7 @@ class TeacherConfig:
     vae_steps: int = 1500
     vae_batch_size: int = 64
     pool_size: int = 20000
-    unet_steps: int = 3200
+    unet_steps: int = 4000
     unet_batch_size: int = 32
     unet_lr: float = 5e-4
     empty_prompt_rate: float = 0.1
