@@ -7,6 +7,7 @@ run continues where it stopped and ``--seeds 3`` reuses the first seed's results
 import hashlib
 import json
 import logging
+import os
 import platform
 import shutil
 import time
@@ -214,5 +215,5 @@ def _losses(run: Path) -> dict:
 
 def machine() -> str:
     """Describe this machine for the report."""
-    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.system()} "
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads: {torch.get_num_threads()}, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}")
