@@ -226,3 +226,11 @@ def test_train_teacher_saves_loadable_folder(tmp_path):
 
     config.unet_steps = 5  # a rerun with the same work folder resumes at step 3
     assert train_teacher(tmp_path / "teacher", tmp_path / "work", config)["unet_steps"] == 5
+
+
+def test_reproduce_rejects_language_without_captions(tmp_path):
+    from polyiap.errors import DataError
+    from polyiap.miniworld.reproduce import Reproduction, ReproduceSettings
+
+    with pytest.raises(DataError, match="zh, ja, de only"):
+        Reproduction(ReproduceSettings(tmp_path, "fr", quick=True))

@@ -72,7 +72,8 @@ def reproduce_command(
     lang: str = typer.Option("zh", "--lang", help="target language: zh, ja or de"),
     seeds: int = typer.Option(1, "--seeds", min=1, help="training seeds per condition"),
     work: Path = typer.Option(Path("runs/miniworld"), "--work", help="folder for runs and results; reused on rerun"),
-    report: Path = typer.Option(Path("docs/miniworld.md"), "--report", help="Markdown report to write"),
+    report: Path = typer.Option(None, "--report", help="Markdown report to write; default: docs/miniworld.md, "
+                                                      "or WORK/miniworld.md with --quick"),
     quick: bool = typer.Option(False, "--quick", help="a few steps per stage: checks that everything runs"),
     teacher: Path = typer.Option(None, "--teacher", help="teacher folder; default: the shipped teacher"),
 ) -> None:
@@ -83,6 +84,7 @@ def reproduce_command(
     from polyiap.miniworld.reproduce import Reproduction, ReproduceSettings, machine
     from polyiap.miniworld.report import write_report
 
+    report = report or (work / "miniworld.md" if quick else Path("docs/miniworld.md"))
     settings = ReproduceSettings(work, lang, seeds, quick, teacher)
     started = time.monotonic()
     reproduction = Reproduction(settings, on_message=console.print)

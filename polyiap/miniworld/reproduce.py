@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from polyiap.generate import PromptEncoder, SamplerSettings, run_pipeline, student_folder
+from polyiap.errors import DataError
 from polyiap.miniworld import JUDGE_FOLDER
+from polyiap.miniworld.captions import LANGUAGES
 from polyiap.miniworld.experiments import Condition, EvalSet, conditions, score, write_json_atomically
 from polyiap.miniworld.judge import Judge
 
@@ -69,6 +71,9 @@ class Reproduction:
 
         self.settings, self.say = settings, on_message
         self.pack = load_pack(settings.language)
+        if self.pack.code not in LANGUAGES or self.pack.code == "en":
+            raise DataError(f"--lang {settings.language}: the miniature world has captions in "
+                            f"{', '.join(LANGUAGES[1:])} only; pass one of them")
         self.base_recipe = load_recipe(RECIPE, settings.recipe_overrides())
         backbone = self.base_recipe.backbone
         self.backbone = load_backbone(backbone.family, backbone.source, backbone.revision)
