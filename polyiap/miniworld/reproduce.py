@@ -31,7 +31,7 @@ RECIPE = "miniworld"
 
 @dataclass
 class ReproduceSettings:
-    """What to run; ``quick`` shrinks every stage to check that it runs, not how well it works."""
+    """Settings of a reproduction. ``quick`` shrinks every stage to check that it runs, not how well it works."""
 
     work: Path
     language: str = "zh"

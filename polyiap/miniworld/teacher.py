@@ -1,9 +1,9 @@
 """The miniature-world teacher: a tiny SD 1.x-architecture pipeline trained from scratch on English captions.
 
-Training has two stages. The VAE learns to reconstruct rendered scenes; then the scenes of a fixed pool
-are encoded once, and the UNet and the CLIP text encoder learn to denoise those latents conditioned on
-freshly drawn English captions (an empty caption with probability ``empty_prompt_rate``, so that
-classifier-free guidance works). The result is saved with ``save_pretrained`` and loads through the
+Training has two stages. First the VAE learns to reconstruct rendered scenes. Then the scenes of a fixed
+pool are encoded once, and the UNet and the CLIP text encoder learn to denoise those latents conditioned
+on freshly drawn English captions. A caption is empty with probability ``empty_prompt_rate``, so that
+classifier-free guidance works. The result is saved with ``save_pretrained`` and loads through the
 SD 1.x adapter like any Stable Diffusion folder.
 """
 
