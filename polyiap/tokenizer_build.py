@@ -112,7 +112,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, max_length: int):
 
 
 def build_t5_unigram(texts: Iterable[str], vocab_size: int, max_length: int):
-    """Return a ``T5Tokenizer`` whose unigram vocabulary holds every character and the most frequent words of ``texts``.
+    """Return a ``T5Tokenizer`` whose unigram vocabulary contains every character and the most frequent words of ``texts``.
 
     Each piece scores the log of its relative frequency, as a trained unigram model would.
     """

@@ -2,8 +2,8 @@
 
 Each source unit becomes one output shard ``NNNNNN.tar`` with, per sample, the image as it was
 (``jpg``/``png``/``webp``), ``en.txt``, ``<lang>.txt`` and a ``json`` with both captions and the
-image's SHA-1. Beside each shard, ``NNNNNN.stats.json`` records what was kept and dropped; a shard
-counts as finished only when both exist, so a killed run redoes at most the shard it was writing.
+image's SHA-1. Beside each shard, ``NNNNNN.stats.json`` records what was kept and dropped. A shard
+counts as finished only when both files exist, so a killed run redoes at most the shard it was writing.
 ``manifest.json`` sums the stats when every unit is done.
 """
 
@@ -32,7 +32,7 @@ FORMAT = 1
 
 @dataclass
 class PrepareOptions:
-    """How `prepare` reads, translates and filters."""
+    """Settings of `prepare`: reading, translation and filtering."""
 
     shard_size: int = 1000  # rows per output shard for JSONL/CSV and HF sources
     batch_size: int = 32

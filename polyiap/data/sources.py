@@ -154,7 +154,7 @@ def load_hf_dataset(folder: Path):
         dataset = datasets.load_dataset(kind, data_files=files, split="train")
     if isinstance(dataset, datasets.DatasetDict):
         if "train" not in dataset:
-            raise DataError(f"{folder} holds the splits {list(dataset)} but no `train` split; save the split to "
+            raise DataError(f"{folder} contains the splits {list(dataset)} but no `train` split; save the split to "
                             "use as its own folder")
         dataset = dataset["train"]
     return dataset

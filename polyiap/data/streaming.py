@@ -221,7 +221,7 @@ class ShardTriplets(IterableDataset):
             return load_image(image, self.resolution)
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
             # NOTE: with data loader workers this counter lives in each worker process, so only the warnings
-            # below report it; the main process does not sum the workers' counts.
+            # below report it. The main process does not sum the workers' counts.
             self.reader.skipped["unreadable image"] += 1
             if sum(self.reader.skipped.values()) in (1, 10, 100, 1000):
                 logger.warning("skipped unusable training samples so far: %s", dict(self.reader.skipped))

@@ -42,7 +42,7 @@ class Translator:
         pack_file: the pack's file, named in errors about its language codes.
         batch_size: captions per generate call.
         num_beams: beam width; 1 is greedy decoding.
-        max_new_tokens: longest translation in tokens.
+        max_new_tokens: maximum translation length in tokens.
         device: torch device.
     """
 

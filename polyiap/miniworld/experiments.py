@@ -1,7 +1,7 @@
 """The miniature-world experiments: which conditions are trained, and how each is measured.
 
 Every condition trains a student with `polyiap.train.transfer` from the ``miniworld`` recipe plus its
-own overrides, then generates one image per evaluation prompt through the backbone's diffusers
+own overrides. It then generates one image per evaluation prompt through the backbone's diffusers
 pipeline, with the same seed per prompt as the teacher's English image, and the judge scores them.
 """
 

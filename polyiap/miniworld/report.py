@@ -112,10 +112,11 @@ Written by `{facts['command']}` on {facts['date']}.
 - Evaluation: {facts['eval_count']} prompts of training combinations and {facts['held_out_count']} of held-out
   combinations, target language `{language}`, one image per prompt, PNDM {facts['steps']} steps, guidance {facts['guidance']}.
   The teacher's image for a prompt and every student's image for its translation share the seed.
-- Columns: judged accuracy per attribute and all-correct on training combinations; all-correct on the
-  held-out combinations (composition); same-seed agreement with the teacher's English image (all four
-  judged attributes equal); Fréchet distance between the judge's features of the generated images and
-  of real renders of the same scenes (lower is better). Mean ± standard deviation over seeds.
+- Columns: judged accuracy per attribute and all-correct on training combinations, then all-correct on
+  the held-out combinations (composition). Same-seed agreement is the share of prompts whose image has
+  all four judged attributes equal to the teacher's English image. The Fréchet distance compares the
+  judge's features of the generated images with those of real renders of the same scenes (lower is
+  better). Values are the mean ± standard deviation over seeds.
 
 {results_table(results)}
 

@@ -67,7 +67,10 @@ class TranslationModel(StrictModel):
         family = self.family
         if family == "auto":
             name = self.model.lower()
-            family = "nllb" if "nllb" in name else "m2m100" if "m2m100" in name else "auto"
+            if "nllb" in name:
+                family = "nllb"
+            elif "m2m100" in name:
+                family = "m2m100"
         if family in ("nllb", "m2m100") and not self.target_language:
             example = "jpn_Jpan" if family == "nllb" else "ja"
             raise ValueError(f"a {family} model translates into many languages, so it needs target_language; "

@@ -32,7 +32,7 @@ def pack_skeleton(code: str) -> str:
     return f"""\
 # Language pack for {code!r}, written by `polyiap packs new {code}`.
 # Replace every "<FILL IN: ...>" value, then run `polyiap packs validate {code}.yaml`.
-# Validation names the first field that still holds a placeholder. docs/adding-a-language.md explains
+# Validation names the first field that still contains a placeholder. docs/adding-a-language.md explains
 # every step from this file to a trained and evaluated student.
 include: _base.yaml              # NFKC and whitespace collapsing, max_length 77, reference recipe demo
 code: {code}

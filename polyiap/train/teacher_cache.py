@@ -46,7 +46,11 @@ def build_teacher_cache(backbone: Backbone, captions: list[str], output: Path, s
                         batch_size: int = 64, dtype: torch.dtype = torch.float32,
                         on_progress: Callable[[int, int], None] = lambda done, total: None) -> TensorCache:
     """Encode every caption with the teacher into ``output``, resuming an interrupted build."""
-    fields = ["sequence"] + (["pooled"] if backbone.pooled_dim else []) + (["mask"] if backbone.uses_text_mask else [])
+    fields = ["sequence"]
+    if backbone.pooled_dim:
+        fields.append("pooled")
+    if backbone.uses_text_mask:
+        fields.append("mask")
 
     def encode(names: list[str]) -> dict[str, torch.Tensor]:
         conditioning = backbone.encode_teacher(names)
