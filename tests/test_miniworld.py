@@ -184,6 +184,24 @@ def test_reproduce_quick_runs_every_stage(tmp_path):
             assert (tmp_path / "work" / "seed-0" / condition.slug / "result.json").is_file()
     assert (tmp_path / "miniworld-grid.png").is_file()
     assert "quick mode" in text
+    assert "reused" not in text
+
+    stored = {path: path.stat().st_mtime_ns for path in (tmp_path / "work").glob("seed-0/*/result.json")}
+    rerun = CliRunner().invoke(app, ["miniworld", "reproduce", "--quick", "--work", str(tmp_path / "work"),
+                                     "--report", str(report)], env={"COLUMNS": "200"})
+    assert rerun.exit_code == 0, rerun.output
+    assert {path: path.stat().st_mtime_ns for path in stored} == stored
+    assert f"reused {len(stored)} results" in report.read_text(encoding="utf-8")
+
+
+def test_compute_seconds_counts_shared_results_once():
+    from polyiap.miniworld.report import compute_seconds
+
+    shared = {"seed": 0, "images": "seed-0/pivot/images.npy", "seconds": 60.0}
+    results = {"pivot": [shared, {**shared, "seed": 1, "images": "seed-1/pivot/images.npy", "seconds": 30.0}],
+               "pivot, two-pass queries": [shared],
+               "teacher": [{"seed": 0, "images": "seed-0/teacher/images.npy", "seconds": 6.0}]}
+    assert compute_seconds(results) == 96.0
 
 
 @teacher_required

@@ -92,6 +92,7 @@ def reproduce_command(
     images = {name: _seed_images(work, runs) for name, runs in results.items()}
     facts = {"command": " ".join(["polyiap", *sys.argv[1:]]), "date": date.today().isoformat(),
              "machine": machine(), "seconds": time.monotonic() - started, "seeds": seeds, "quick": quick,
+             "reused": len(reproduction.reused),
              "teacher": str(reproduction.base_recipe.backbone.source or "shipped"), "judge": str(settings.judge),
              "judge_accuracy": judge_accuracy(Judge.load(settings.judge), count=500),
              "language": reproduction.pack.code, "eval_count": settings.eval_sizes()[0],

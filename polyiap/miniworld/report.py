@@ -77,6 +77,21 @@ def write_grid(path: Path, real: np.ndarray, images: dict[str, np.ndarray], colu
 ANALYSIS_HEADING = "\n## Analysis\n"
 
 
+def compute_seconds(results: dict[str, list[dict]]) -> float:
+    """Return the summed training and scoring time of the results, counting a shared result once."""
+    unique = {(run["seed"], run["images"]): run["seconds"] for runs in results.values() for run in runs}
+    return sum(unique.values())
+
+
+def _time_text(results: dict[str, list[dict]], facts: dict) -> str:
+    text = (f"{compute_seconds(results) / 60:.1f} min of training and scoring for {facts['seeds']} seed(s) "
+            f"of every condition{' (quick mode)' if facts['quick'] else ''}, summed over the stored results")
+    if facts.get("reused"):
+        text += (f"; this invocation took {facts['seconds'] / 60:.1f} min and reused {facts['reused']} results "
+                 "stored by an earlier one, whose machine and thread count may differ")
+    return text
+
+
 def _teacher_text(training: dict) -> str:
     if not training:
         return ""
@@ -107,7 +122,7 @@ def write_report(path: Path, results: dict[str, list[dict]], eval_set, images: d
 Written by `{facts['command']}` on {facts['date']}.
 
 - Machine: {facts['machine']}.
-- Time: {facts['seconds'] / 60:.1f} min for {facts['seeds']} seed(s) of every condition{' (quick mode)' if facts['quick'] else ''}.
+- Time: {_time_text(results, facts)}.
 - Teacher: `{facts['teacher']}`{_teacher_text(facts.get('teacher_training') or {})}; judge: `{facts['judge']}` (held-out accuracy per attribute: {facts['judge_accuracy']}).
 - Evaluation: {facts['eval_count']} prompts of training combinations and {facts['held_out_count']} of held-out
   combinations, target language `{language}`, one image per prompt, PNDM {facts['steps']} steps, guidance {facts['guidance']}.

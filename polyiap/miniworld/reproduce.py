@@ -83,6 +83,8 @@ class Reproduction:
         samples = self.base_recipe.samples
         self.sampler = SamplerSettings(samples.scheduler, samples.steps, samples.guidance, samples.unconditional)
         self.teacher_images: np.ndarray | None = None
+        self.written: set[Path] = set()
+        self.reused: set[Path] = set()  # results stored by an earlier invocation
 
     def run(self) -> dict[str, list[dict]]:
         """Return the results of every condition, one entry per seed."""
@@ -106,6 +108,8 @@ class Reproduction:
             return {**self.run_condition(original, seed), "condition": condition.name, "group": condition.group}
         path = self.settings.work / f"seed-{seed}" / condition.slug / "result.json"
         if path.is_file():
+            if path not in self.written:
+                self.reused.add(path)
             return json.loads(path.read_text())
         if self.teacher_images is None:
             self.teacher_images = self._teacher_images()
@@ -124,6 +128,7 @@ class Reproduction:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path.parent / "images.npy", images)
         write_json_atomically(path, result)
+        self.written.add(path)
         return result
 
     def _train(self, condition: Condition, seed: int) -> Path:
