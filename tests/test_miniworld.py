@@ -229,6 +229,21 @@ def test_eval_judge_missing_rejected(tmp_path):
         find_judge(tmp_path)
 
 
+def test_teacher_noise_schedules_leave_the_stated_signal():
+    from diffusers import DDPMScheduler
+
+    from polyiap.miniworld.teacher import TeacherConfig, build_teacher_pipeline
+
+    def last_signal(schedule: str) -> float:
+        pipeline = build_teacher_pipeline(TeacherConfig(noise_schedule=schedule))
+        return DDPMScheduler.from_config(pipeline.scheduler.config).alphas_cumprod[-1].sqrt().item()
+
+    assert last_signal("scaled_linear") == pytest.approx(0.068, abs=0.002)
+    assert last_signal("linear") == pytest.approx(0.0064, abs=0.0005)
+    with pytest.raises(ValueError, match="'cosine' is not known.*scaled_linear, linear"):
+        build_teacher_pipeline(TeacherConfig(noise_schedule="cosine"))
+
+
 def test_train_teacher_saves_loadable_folder(tmp_path):
     from polyiap.backbones import load_backbone
     from polyiap.miniworld.teacher import TeacherConfig, train_teacher

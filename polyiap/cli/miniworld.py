@@ -3,6 +3,7 @@
 import logging
 import sys
 from datetime import date
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -13,6 +14,13 @@ from polyiap.cli.errors import handle_errors
 console = Console(stderr=True)
 app = typer.Typer(help="The miniature world: rendered scenes, a tiny trained teacher, a judge and experiments.",
                   no_args_is_help=True)
+
+
+class NoiseSchedule(str, Enum):
+    """Noise schedules the teacher can train with (`polyiap.miniworld.teacher.NOISE_SCHEDULES`)."""
+
+    scaled_linear = "scaled_linear"
+    linear = "linear"
 
 
 @app.command("data")
@@ -54,13 +62,16 @@ def train_teacher_command(
     unet_steps: int = typer.Option(4000, "--unet-steps", min=1, help="UNet and text-encoder training steps"),
     vae_steps: int = typer.Option(600, "--vae-steps", min=1, help="VAE training steps"),
     judge: Path = typer.Option(None, "--judge", help="judge folder: log the judged accuracy every 1000 steps"),
+    noise_schedule: NoiseSchedule = typer.Option("scaled_linear", "--noise-schedule",
+                                                 help="scaled_linear (Stable Diffusion's, as the shipped teacher) "
+                                                      "or linear (nearly no image left at the last timestep)"),
 ) -> None:
     """Train the teacher from scratch on English captions (about 1-2 hours on a 2-core CPU)."""
     from polyiap.miniworld.judge import Judge
     from polyiap.miniworld.teacher import TeacherConfig, train_teacher
 
     logging.getLogger("polyiap").setLevel(logging.INFO)
-    config = TeacherConfig(vae_steps=vae_steps, unet_steps=unet_steps)
+    config = TeacherConfig(vae_steps=vae_steps, unet_steps=unet_steps, noise_schedule=noise_schedule.value)
     command = " ".join(["polyiap", *sys.argv[1:]])
     summary = train_teacher(output, work, config, Judge.load(judge) if judge else None, command)
     console.print(f"teacher in {output} after {summary['seconds'] / 60:.1f} min")

@@ -25,6 +25,12 @@ from polyiap.miniworld.scenes import RESOLUTION, Scene, all_scenes, render_batch
 
 logger = logging.getLogger(__name__)
 
+# beta_start and beta_end of the noise schedules a teacher can train with. Stable Diffusion's
+# "scaled_linear" keeps sqrt(alpha_bar) at 0.068 at the last timestep, so a noisy latent still shows
+# where the object is and the UNet can take the position from it instead of from the caption. DDPM's
+# "linear" leaves 0.006 there.
+NOISE_SCHEDULES = {"scaled_linear": (0.00085, 0.012), "linear": (0.0001, 0.02)}
+
 
 @dataclass
 class TeacherConfig:
@@ -45,6 +51,7 @@ class TeacherConfig:
     unet_lr: float = 5e-4
     empty_prompt_rate: float = 0.1
     checkpoint_every: int = 250
+    noise_schedule: str = "scaled_linear"
 
 
 def vocabulary_captions(seed: int = 0, per_scene: int = 40) -> list[str]:
@@ -78,7 +85,11 @@ def build_teacher_pipeline(config: TeacherConfig):
         sample_size=latent_size, block_out_channels=list(config.unet_channels), layers_per_block=1,
         down_block_types=["CrossAttnDownBlock2D"] * levels, up_block_types=["CrossAttnUpBlock2D"] * levels,
         cross_attention_dim=config.context_dim, attention_head_dim=8, norm_num_groups=16)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    if config.noise_schedule not in NOISE_SCHEDULES:
+        raise ValueError(f"noise schedule {config.noise_schedule!r} is not known; "
+                         f"use one of {', '.join(NOISE_SCHEDULES)}")
+    beta_start, beta_end = NOISE_SCHEDULES[config.noise_schedule]
+    scheduler = PNDMScheduler(beta_start=beta_start, beta_end=beta_end, beta_schedule=config.noise_schedule,
                               num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
