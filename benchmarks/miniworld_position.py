@@ -1,8 +1,8 @@
 """Where does a miniature-world teacher take an object's position from: the caption or the starting noise?
 
 For each prompt the script draws a second scene with the same shape, colour and size at another
-position, encodes its render with the teacher's VAE and mixes it into the starting noise at the
-strength the teacher's training saw at the first sampling timestep (sqrt(alpha_bar)). It then samples
+position and encodes its render with the teacher's VAE. It mixes that latent into the starting noise
+at the strength the teacher's training saw at the first sampling timestep (sqrt(alpha_bar)). It samples
 twice through the diffusers pipeline, from the plain noise and from the mixed one, and prints the
 share of images whose judged position is the prompt's and the share whose position is the mixed-in
 scene's. A teacher that reads position from the caption keeps following the prompt; one that learned to
