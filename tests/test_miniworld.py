@@ -194,6 +194,20 @@ def test_reproduce_quick_runs_every_stage(tmp_path):
     assert f"reused {len(stored)} results" in report.read_text(encoding="utf-8")
 
 
+def test_results_table_means_losses_over_seeds():
+    from polyiap.miniworld.report import results_table
+
+    def run(seed: int, first: float, last: float) -> dict:
+        return {"seed": seed, "group": "method", "metrics": {},
+                "losses": {"first_train_loss": first, "last_train_loss": last}}
+
+    table = results_table({"pivot": [run(0, 2.0, 0.1), run(1, 3.0, 0.3)],
+                           "teacher": [{"seed": 0, "group": "method", "metrics": {}, "losses": {}}]})
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert rows["pivot"].endswith("| 2.5 → 0.2 |")
+    assert rows["teacher"].endswith("| – |")
+
+
 def test_compute_seconds_counts_shared_results_once():
     from polyiap.miniworld.report import compute_seconds
 

@@ -27,14 +27,23 @@ def _cell(results: list[dict], key: str) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}" if len(results) > 1 else f"{mean:.{digits}f}"
 
 
+def _loss_cell(runs: list[dict]) -> str:
+    """Return the first and last training loss, each the mean over the seeds that trained."""
+    trained = [run["losses"] for run in runs if (run.get("losses") or {}).get("first_train_loss") is not None]
+    if not trained:
+        return "–"
+    first = np.mean([losses["first_train_loss"] for losses in trained])
+    last = np.mean([losses["last_train_loss"] for losses in trained])
+    return f"{first:.3g} → {last:.3g}"
+
+
 def results_table(results: dict[str, list[dict]]) -> str:
     """Return a Markdown table: one row per condition, mean ± standard deviation over seeds."""
-    header = "| group | condition | seeds | " + " | ".join(label for _, label in COLUMNS) + " | train loss |"
+    header = ("| group | condition | seeds | " + " | ".join(label for _, label in COLUMNS)
+              + " | train loss (mean) |")
     lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
     for name, runs in results.items():
-        losses = runs[0].get("losses") or {}
-        loss = (f"{losses['first_train_loss']:.3g} → {losses['last_train_loss']:.3g}"
-                if losses.get("first_train_loss") is not None else "–")
+        loss = _loss_cell(runs)
         cells = " | ".join(_cell(runs, key) for key, _ in COLUMNS)
         lines.append(f"| {runs[0]['group']} | {name} | {len(runs)} | {cells} | {loss} |")
     return "\n".join(lines)
