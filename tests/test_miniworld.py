@@ -184,6 +184,7 @@ def test_reproduce_quick_runs_every_stage(tmp_path):
             assert (tmp_path / "work" / "seed-0" / condition.slug / "result.json").is_file()
     assert (tmp_path / "miniworld-grid.png").is_file()
     assert "quick mode" in text
+    assert "the goals are not expected\nto be met here" in text
     assert "reused" not in text
 
     stored = {path: path.stat().st_mtime_ns for path in (tmp_path / "work").glob("seed-0/*/result.json")}

@@ -86,6 +86,12 @@ def write_grid(path: Path, real: np.ndarray, images: dict[str, np.ndarray], colu
 ANALYSIS_HEADING = "\n## Analysis\n"
 
 
+QUICK_GOALS = """
+Quick mode trains every stage for a few steps only, to check that it runs; the goals are not expected
+to be met here.
+"""
+
+
 def compute_seconds(results: dict[str, list[dict]]) -> float:
     """Return the summed training and scoring time of the results, counting a shared result once."""
     unique = {(run["seed"], run["images"]): run["seconds"] for runs in results.values() for run in runs}
@@ -145,7 +151,7 @@ Written by `{facts['command']}` on {facts['date']}.
 {results_table(results)}
 
 ## Goals
-
+{QUICK_GOALS if facts['quick'] else ''}
 | goal | measured | |
 |---|---|---|
 {goal_lines}
