@@ -5,8 +5,8 @@ position and encodes its render with the teacher's VAE. It mixes that latent int
 at the strength the teacher's training saw at the first sampling timestep (sqrt(alpha_bar)). It samples
 twice through the diffusers pipeline, from the plain noise and from the mixed one, and prints the
 share of images whose judged position is the prompt's and the share whose position is the mixed-in
-scene's. A teacher that reads position from the caption keeps following the prompt; one that learned to
-read it from what is left of the image in a noisy latent follows the mixed-in scene.
+scene's. A teacher that reads position from the caption keeps following the prompt. A teacher that
+learned to read it from what is left of the image in a noisy latent follows the mixed-in scene.
 
 Usage::
 
