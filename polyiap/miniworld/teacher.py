@@ -259,6 +259,8 @@ def _resume(path: Path, unet, text_encoder, optimizer) -> int:
     if not path.is_file():
         return 0
     state = torch.load(path)
+    # NOTE: the checkpoint does not record the noise schedule, so a resume with another
+    # --noise-schedule continues on the new one without a warning.
     unet.load_state_dict(state["unet"])
     text_encoder.load_state_dict(state["text_encoder"])
     optimizer.load_state_dict(state["optimizer"])
